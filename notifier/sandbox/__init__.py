@@ -1,0 +1,1 @@
+"""Sandbox servers of the Wix and WhatsApp APIs: real HTTP on loopback, for the demo and the tests."""
