@@ -50,7 +50,9 @@ class RetryPolicy:
 
 def backoff_seconds(policy: RetryPolicy, *, attempt: int, rng: RandomSource) -> float:
     """The jittered, capped delay after ``attempt`` attempts (1 → about ``base_seconds``)."""
-    nominal = min(policy.base_seconds * _bounded_power(policy, max(attempt - 1, 0)), policy.max_seconds)
+    nominal = min(
+        policy.base_seconds * _bounded_power(policy, max(attempt - 1, 0)), policy.max_seconds
+    )
     spread = policy.jitter * (2.0 * rng.random() - 1.0)
     return min(nominal * (1.0 + spread), policy.max_seconds)
 

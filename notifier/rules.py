@@ -97,7 +97,8 @@ def parse_event(text: str) -> tuple[Field, str]:
         raise ValueError(msg)
     field = _parse_field(field_text.strip().lower(), text)
     value = value_text.strip().upper()
-    if not is_known(field, value):
+    # isascii: Unicode case folding would turn "paıd" (dotless i) into PAID.
+    if not (value_text.isascii() and is_known(field, value)):
         known = ", ".join(sorted(KNOWN_VALUES[field]))
         msg = f"event {text!r}: unknown {field.value} value {value_text.strip()!r} (known: {known})"
         raise ValueError(msg)

@@ -1,0 +1,501 @@
+"""A WhatsApp Cloud API sandbox: the send and template-list endpoints, plus signed webhooks.
+
+It validates sends like Meta does (see ``whatsapp_templates``), answers in Meta's shapes, and,
+when ``webhook_url`` is set, posts Meta-shaped status webhooks from a background thread so the
+HTTP handler never waits on the daemon. Control methods script failures for tests and the demo.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
+
+import httpx
+import structlog
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from notifier.sandbox import whatsapp_templates as meta
+from notifier.sandbox.whatsapp_templates import DEFAULT_TEMPLATES, SandboxError
+
+WINDOW = timedelta(hours=24)
+PAIR_RATE_SPACING = timedelta(seconds=6)
+DISPLAY_PHONE_NUMBER = "15550001111"
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    """A message the sandbox accepted (HTTP 200), as it was requested."""
+
+    to: str
+    type: str
+    wamid: str
+    at: datetime
+    template: str | None = None
+    language: str | None = None
+    body_params: tuple[str, ...] = ()
+    button_suffix: str | None = None
+    text: str | None = None
+    callback_data: str | None = None
+    reply_to: str | None = None
+
+
+class WebhookAttempt(NamedTuple):
+    """One POST to the daemon: its HTTP status (None = no answer) and the exact body."""
+
+    status: int | None
+    body: bytes
+
+
+@dataclass
+class _ForcedFailure:
+    code: int
+    remaining: int
+    http_status: int
+    retry_after: float | None
+    to: str | None
+
+
+@dataclass
+class _Delivery:
+    due: float
+    bodies: list[bytes]
+
+
+class WebhookPoster:
+    """Posts signed webhook bodies to ``url`` from one worker thread, with a few retries."""
+
+    def __init__(
+        self, url: str, app_secret: str, *, attempts: int = 3, backoff: float = 0.05
+    ) -> None:
+        self.url = url
+        self.delay = 0.0
+        self._app_secret = app_secret
+        self._attempts = attempts
+        self._backoff = backoff
+        self._queue: queue.Queue[_Delivery] = queue.Queue()
+        self._stop = threading.Event()
+        self._idle = threading.Condition()
+        self._pending = 0
+        self._log_lock = threading.Lock()
+        self._log: list[WebhookAttempt] = []
+        self._thread = threading.Thread(target=self._run, name="wa-sandbox-webhooks", daemon=True)
+        self._thread.start()
+
+    def submit(self, bodies: list[bytes], delay: float) -> None:
+        with self._idle:
+            self._pending += 1
+        self._queue.put(_Delivery(time.monotonic() + delay, bodies))
+
+    def post(self, client: httpx.Client, body: bytes, signature: str | None) -> int | None:
+        """POST ``body``; retry a failed POST a few times, then drop it (and log that)."""
+        status: int | None = None
+        for attempt in range(self._attempts):
+            if self.delay and self._stop.wait(self.delay):
+                break
+            status = self._post_once(client, body, signature)
+            if status is not None and status < 300:
+                return status
+            if self._stop.wait(self._backoff * 2**attempt):
+                break
+        structlog.get_logger().warning("sandbox.webhook.dropped", url=self.url, status=status)
+        return status
+
+    def log(self) -> list[WebhookAttempt]:
+        with self._log_lock:
+            return list(self._log)
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5.0)
+
+    def _post_once(self, client: httpx.Client, body: bytes, signature: str | None) -> int | None:
+        headers = {"Content-Type": "application/json"}
+        if signature is not None:
+            headers["X-Hub-Signature-256"] = signature
+        try:
+            status: int | None = client.post(self.url, content=body, headers=headers).status_code
+        except httpx.HTTPError:
+            status = None
+        with self._log_lock:
+            self._log.append(WebhookAttempt(status, body))
+        return status
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=2.0) as client:
+            while not self._stop.is_set():
+                try:
+                    delivery = self._queue.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+                try:
+                    self._deliver(client, delivery)
+                finally:
+                    with self._idle:
+                        self._pending -= 1
+                        self._idle.notify_all()
+
+    def _deliver(self, client: httpx.Client, delivery: _Delivery) -> None:
+        if self._stop.wait(max(0.0, delivery.due - time.monotonic())):
+            return
+        for body in delivery.bodies:
+            self.post(client, body, meta.hub_signature(self._app_secret, body))
+
+
+class WhatsAppSandbox:
+    """The fake Graph API. Thread-safe; serve ``.app`` with ``serving.serve_in_thread``."""
+
+    def __init__(
+        self,
+        *,
+        access_token: str = "sandbox-wa-token",  # noqa: S107 - a public sandbox value
+        app_secret: str = "sandbox-app-secret",  # noqa: S107 - a public sandbox value
+        phone_number_id: str = "100000000000001",
+        waba_id: str = "200000000000002",
+        webhook_url: str | None = None,
+        clock: Callable[[], datetime] | None = None,
+        status_delay: float = 0.02,
+        duplicate_statuses: bool = False,
+        shuffle_statuses: bool = False,
+        send_read: bool = False,
+    ) -> None:
+        self.access_token = access_token
+        self.app_secret = app_secret
+        self.phone_number_id = phone_number_id
+        self.waba_id = waba_id
+        self.status_delay = status_delay
+        self.duplicate_statuses = duplicate_statuses
+        self.shuffle_statuses = shuffle_statuses
+        self.send_read = send_read
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._lock = threading.Lock()
+        self.sent: list[SentMessage] = []
+        self._templates = [
+            {**copy.deepcopy(t), "id": str(900000000000001 + i)}
+            for i, t in enumerate(DEFAULT_TEMPLATES)
+        ]
+        self._failures: list[_ForcedFailure] = []
+        self._windows: dict[str, datetime] = {}
+        self._last_send: dict[str, datetime] = {}
+        self._undeliverable: set[str] = set()
+        self._pair_rate_limit = False
+        self._wamids = itertools.count(1)
+        self._inbound_ids = itertools.count(1)
+        self._poster = WebhookPoster(webhook_url, app_secret) if webhook_url else None
+        self.app = Starlette(
+            routes=[
+                Route("/{version}/{phone_number_id}/messages", self._messages, methods=["POST"]),
+                Route("/{version}/{waba_id}/message_templates", self._template_list),
+            ]
+        )
+
+    # --- control API -------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        code: int,
+        *,
+        count: int = 1,
+        http_status: int = 400,
+        retry_after: float | None = None,
+        to: str | None = None,
+    ) -> None:
+        """Answer the next ``count`` sends (to ``to``, if given) with Meta error ``code``."""
+        with self._lock:
+            self._failures.append(
+                _ForcedFailure(code, count, http_status, retry_after, _digits(to) if to else None)
+            )
+
+    def pair_rate_limit(self, enabled: bool = True) -> None:
+        """Refuse (131056) a send < 6 s (sandbox clock) after the last one to that number."""
+        with self._lock:
+            self._pair_rate_limit = enabled
+
+    def mark_undeliverable(self, wa_id: str) -> None:
+        """Accept sends to ``wa_id``, then report them ``failed`` with 131026."""
+        with self._lock:
+            self._undeliverable.add(_digits(wa_id))
+
+    def set_template(
+        self, name: str, language: str, *, status: str | None = None, category: str | None = None
+    ) -> None:
+        """Change a template's status (PAUSED, DISABLED, …) or category (MARKETING, …)."""
+        with self._lock:
+            template = meta.find_template(self._templates, name, language)
+            if template is None:
+                raise KeyError(f"no template {name}/{language}")
+            if status is not None:
+                template["status"] = status
+            if category is not None:
+                template["category"] = category
+
+    def add_template(self, template: dict[str, Any]) -> None:
+        """Add (or replace, by name and language) a template given in Meta's list shape."""
+        with self._lock:
+            new = {"id": str(910000000000000 + len(self._templates)), **copy.deepcopy(template)}
+            self._templates = [
+                t
+                for t in self._templates
+                if (t["name"], t["language"]) != (new["name"], new["language"])
+            ]
+            self._templates.append(new)
+
+    def templates(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return copy.deepcopy(self._templates)
+
+    def open_window(self, wa_id: str, at: datetime) -> None:
+        """Note an inbound message from ``wa_id`` at ``at``: free-form sends allowed for 24 h."""
+        with self._lock:
+            self._windows[_digits(wa_id)] = at
+
+    def window_open(self, wa_id: str) -> bool:
+        with self._lock:
+            return self._window_open(_digits(wa_id))
+
+    def sent_messages(self) -> list[SentMessage]:
+        with self._lock:
+            return list(self.sent)
+
+    @property
+    def webhook_log(self) -> list[WebhookAttempt]:
+        """Every webhook POST attempt, in order: (status the daemon returned, exact body)."""
+        return self._poster.log() if self._poster else []
+
+    @property
+    def webhook_delay(self) -> float:
+        """Extra wait before each webhook POST (a slow Meta)."""
+        return self._poster.delay if self._poster else 0.0
+
+    @webhook_delay.setter
+    def webhook_delay(self, seconds: float) -> None:
+        if self._poster is not None:
+            self._poster.delay = seconds
+
+    def wait_for_webhooks(self, timeout: float = 5.0) -> bool:
+        """Block until every queued status webhook was posted or dropped; False on timeout."""
+        return self._poster.wait_idle(timeout) if self._poster else True
+
+    def post_inbound_text(
+        self,
+        from_wa_id: str,
+        body: str,
+        *,
+        name: str = "Customer",
+        message_id: str | None = None,
+        timestamp: datetime | None = None,
+    ) -> str:
+        """POST a signed inbound text webhook now and open the sender's window; return its id."""
+        at = timestamp or self._clock()
+        wa_id = _digits(from_wa_id)
+        message_id = message_id or f"wamid.SBX.IN.{next(self._inbound_ids)}"
+        self.open_window(wa_id, at)
+        value = meta.inbound_text_value(wa_id, name, message_id, at, body)
+        raw = meta.meta_json(self._envelope(value))
+        self.post_raw(raw, meta.hub_signature(self.app_secret, raw))
+        return message_id
+
+    def post_raw(self, body: bytes, signature: str | None) -> int | None:
+        """POST ``body`` to the webhook URL as is (``signature`` None = no header); the status."""
+        if self._poster is None:
+            raise RuntimeError("the sandbox has no webhook_url")
+        with httpx.Client(timeout=5.0) as client:
+            return self._poster.post(client, body, signature)
+
+    def close(self) -> None:
+        """Stop the webhook worker (queued webhooks are dropped)."""
+        if self._poster is not None:
+            self._poster.close()
+
+    # --- HTTP handlers -----------------------------------------------------------------
+
+    async def _messages(self, request: Request) -> JSONResponse:
+        try:
+            self._check_auth(request)
+            self._check_object(request.path_params["phone_number_id"], self.phone_number_id)
+            payload = _json_object(await request.body())
+            with self._lock:
+                return JSONResponse(self._accept(payload))
+        except SandboxError as error:
+            return _error_response(error)
+
+    async def _template_list(self, request: Request) -> JSONResponse:
+        try:
+            self._check_auth(request)
+            self._check_object(request.path_params["waba_id"], self.waba_id)
+            limit = max(1, int(request.query_params.get("limit", "25")))
+            start = meta.decode_cursor(request.query_params.get("after"))
+        except SandboxError as error:
+            return _error_response(error)
+        except ValueError:
+            return _error_response(SandboxError(100, "limit and after must be valid"))
+        fields = request.query_params.get("fields")
+        with self._lock:
+            page = [meta.project(t, fields) for t in self._templates[start : start + limit]]
+            more = start + limit < len(self._templates)
+        after = meta.encode_cursor(start + limit)
+        paging: dict[str, Any] = {"cursors": {"before": meta.encode_cursor(start), "after": after}}
+        if more:
+            paging["next"] = str(request.url.include_query_params(after=after, limit=limit))
+        return JSONResponse({"data": page, "paging": paging})
+
+    def _check_auth(self, request: Request) -> None:
+        if request.headers.get("authorization") != f"Bearer {self.access_token}":
+            raise SandboxError(190, "Invalid OAuth access token.", http_status=401)
+
+    @staticmethod
+    def _check_object(given: str, expected: str) -> None:
+        if given != expected:
+            raise SandboxError(100, f"Unsupported request: object with ID '{given}' does not exist")
+
+    # --- accepting a send (called with the lock held) ----------------------------------
+
+    def _accept(self, payload: dict[str, Any]) -> dict[str, Any]:
+        to = payload.get("to")
+        if not isinstance(to, str) or not to.startswith("+") or not to[1:].isdigit():
+            raise SandboxError(100, "to: must be an E.164 phone number with a leading '+'")
+        wa_id = to[1:]
+        self._take_forced_failure(wa_id)
+        draft, category = self._validate(payload, to)
+        now = self._clock()
+        last = self._last_send.get(wa_id)
+        if self._pair_rate_limit and last is not None and now - last < PAIR_RATE_SPACING:
+            raise SandboxError(131056, "Too many messages sent to the same recipient.")
+        self._last_send[wa_id] = now
+        message = replace(draft, wamid=f"wamid.SBX.{next(self._wamids)}", at=now)
+        self.sent.append(message)
+        self._queue_statuses(message, category, now)
+        result: dict[str, Any] = {"id": message.wamid}
+        if message.type == "template":
+            result["message_status"] = "accepted"
+        contacts = [{"input": to, "wa_id": wa_id}]
+        return {"messaging_product": "whatsapp", "contacts": contacts, "messages": [result]}
+
+    def _take_forced_failure(self, wa_id: str) -> None:
+        failure = next((f for f in self._failures if f.to in (None, wa_id)), None)
+        if failure is None:
+            return
+        failure.remaining -= 1
+        if failure.remaining <= 0:
+            self._failures.remove(failure)
+        details = "scripted failure"
+        raise SandboxError(failure.code, details, failure.http_status, failure.retry_after)
+
+    def _validate(self, payload: dict[str, Any], to: str) -> tuple[SentMessage, str]:
+        if payload.get("messaging_product") != "whatsapp":
+            raise SandboxError(100, "messaging_product must be 'whatsapp'")
+        callback_data = payload.get("biz_opaque_callback_data")
+        at = self._clock()
+        if payload.get("type") == "template":
+            template = meta.check_template_send(self._templates, payload.get("template"))
+            components = payload["template"].get("components") or []
+            button = meta.sent_parameters(components, "button")
+            body = tuple(p["text"] for p in meta.sent_parameters(components, "body"))
+            message = SentMessage(
+                to=to,
+                type="template",
+                wamid="",
+                at=at,
+                template=template["name"],
+                language=template["language"],
+                body_params=body,
+                button_suffix=button[0]["text"] if button else None,
+                callback_data=callback_data,
+            )
+            return message, str(template["category"]).lower()
+        if payload.get("type") == "text":
+            text = payload.get("text")
+            body_text = text.get("body") if isinstance(text, dict) else None
+            if not isinstance(body_text, str) or not body_text or len(body_text) > 4096:
+                raise SandboxError(100, "text.body must be 1 to 4096 characters")
+            context = payload.get("context")
+            reply_to = context.get("message_id") if isinstance(context, dict) else None
+            message = SentMessage(
+                to=to,
+                type="text",
+                wamid="",
+                at=at,
+                text=body_text,
+                callback_data=callback_data,
+                reply_to=reply_to,
+            )
+            return message, "service"
+        raise SandboxError(100, f"unsupported message type {payload.get('type')!r}")
+
+    def _window_open(self, wa_id: str) -> bool:
+        opened = self._windows.get(wa_id)
+        return opened is not None and self._clock() - opened < WINDOW
+
+    def _queue_statuses(self, message: SentMessage, category: str, now: datetime) -> None:
+        if self._poster is None:
+            return
+        wa_id = message.to[1:]
+        if wa_id in self._undeliverable:
+            statuses = [self._failed(message, now, 131026, "Message Undeliverable.")]
+        elif message.type == "text" and not self._window_open(wa_id):
+            statuses = [self._failed(message, now, 131047, "More than 24 hours have passed.")]
+        else:
+            free = category in ("utility", "service") and self._window_open(wa_id)
+            statuses = self._progress(message, meta.pricing(category, free), now)
+        if self.shuffle_statuses:
+            statuses.reverse()
+        if self.duplicate_statuses:
+            statuses = [s for s in statuses for _ in range(2)]
+        bodies = [meta.meta_json(self._envelope({"statuses": [s]})) for s in statuses]
+        self._poster.submit(bodies, self.status_delay)
+
+    def _progress(
+        self, message: SentMessage, pricing: dict[str, Any], now: datetime
+    ) -> list[dict[str, Any]]:
+        steps = ["sent", "delivered", "read"] if self.send_read else ["sent", "delivered"]
+        statuses = []
+        for offset, step in enumerate(steps):
+            item = _status(message, step, now + timedelta(seconds=offset))
+            if step != "read":  # pricing comes on sent and once more on delivered
+                item["pricing"] = dict(pricing)
+            statuses.append(item)
+        return statuses
+
+    @staticmethod
+    def _failed(message: SentMessage, now: datetime, code: int, details: str) -> dict[str, Any]:
+        return {**_status(message, "failed", now), "errors": [meta.status_error(code, details)]}
+
+    def _envelope(self, value: dict[str, Any]) -> dict[str, Any]:
+        return meta.envelope(self.waba_id, self.phone_number_id, value, DISPLAY_PHONE_NUMBER)
+
+
+def _status(message: SentMessage, status: str, at: datetime) -> dict[str, Any]:
+    return meta.status_item(message.wamid, status, at, message.to[1:], message.callback_data)
+
+
+def _error_response(error: SandboxError) -> JSONResponse:
+    headers = {} if error.retry_after is None else {"Retry-After": f"{error.retry_after:g}"}
+    return JSONResponse(error.body(), status_code=error.http_status, headers=headers)
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(raw)
+    except ValueError as exc:
+        raise SandboxError(100, "the request body is not JSON") from exc
+    if not isinstance(payload, dict):
+        raise SandboxError(100, "the request body must be a JSON object")
+    return payload
+
+
+def _digits(number: str) -> str:
+    return "".join(ch for ch in number if ch.isdigit())

@@ -1,0 +1,172 @@
+"""What arrives from WhatsApp: raw webhook receipts, deduplicated statuses and inbound messages,
+service windows and opt-outs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from notifier.store.dialect import insert_ignoring_duplicates, upsert
+from notifier.store.tables import (
+    inbound_messages,
+    opt_outs,
+    service_windows,
+    status_events,
+    webhook_receipts,
+)
+
+SERVICE_WINDOW = timedelta(hours=24)
+
+
+def store_receipt(conn: Connection, body: bytes, *, now: datetime) -> int:
+    result = conn.execute(
+        insert(webhook_receipts)
+        .values(body=body.decode("utf-8", errors="replace"), received_at=now)
+        .returning(webhook_receipts.c.id)
+    )
+    return int(result.scalar_one())
+
+
+def unprocessed_receipts(conn: Connection, limit: int = 100) -> list[tuple[int, str]]:
+    rows = conn.execute(
+        select(webhook_receipts.c.id, webhook_receipts.c.body)
+        .where(webhook_receipts.c.processed_at.is_(None))
+        .order_by(webhook_receipts.c.id)
+        .limit(limit)
+    )
+    return [(int(r.id), str(r.body)) for r in rows]
+
+
+def mark_receipt_processed(
+    conn: Connection, receipt_id: int, *, now: datetime, error: str | None = None
+) -> None:
+    conn.execute(
+        update(webhook_receipts)
+        .where(webhook_receipts.c.id == receipt_id)
+        .values(processed_at=now, error=error)
+    )
+
+
+@dataclass(frozen=True)
+class StoredStatus:
+    id: int
+    wamid: str
+    status: str
+    callback_data: str | None
+    payload: Mapping[str, Any]
+    event_at: datetime | None
+
+
+def record_status(
+    conn: Connection,
+    *,
+    wamid: str,
+    status: str,
+    callback_data: str | None,
+    payload: Mapping[str, Any],
+    event_at: datetime | None,
+    now: datetime,
+) -> bool:
+    """Keep one row per (wamid, status); False for a duplicate delivery."""
+    return insert_ignoring_duplicates(
+        conn,
+        status_events,
+        {
+            "wamid": wamid,
+            "status": status,
+            "callback_data": callback_data,
+            "payload": dict(payload),
+            "event_at": event_at,
+            "received_at": now,
+            "applied": False,
+        },
+    )
+
+
+def unapplied_statuses(conn: Connection, *, wamid: str | None = None) -> list[StoredStatus]:
+    query = select(status_events).where(status_events.c.applied.is_(False))
+    if wamid is not None:
+        query = query.where(status_events.c.wamid == wamid)
+    return [
+        StoredStatus(r.id, r.wamid, r.status, r.callback_data, r.payload, r.event_at)
+        for r in conn.execute(query.order_by(status_events.c.id))
+    ]
+
+
+def mark_status_applied(conn: Connection, status_id: int, message_id: int) -> None:
+    conn.execute(
+        update(status_events)
+        .where(status_events.c.id == status_id)
+        .values(applied=True, message_id=message_id)
+    )
+
+
+def record_inbound(
+    conn: Connection,
+    *,
+    message_id: str,
+    from_wa_id: str | None,
+    user_id: str | None,
+    kind: str,
+    text: str | None,
+    sent_at: datetime | None,
+    now: datetime,
+) -> bool:
+    """Keep an inbound message once; False when WhatsApp delivered it before."""
+    return insert_ignoring_duplicates(
+        conn,
+        inbound_messages,
+        {
+            "id": message_id,
+            "from_wa_id": from_wa_id,
+            "user_id": user_id,
+            "type": kind,
+            "text": text,
+            "sent_at": sent_at,
+            "received_at": now,
+        },
+    )
+
+
+def set_inbound_reply(conn: Connection, inbound_id: str, reply_message_id: int) -> None:
+    conn.execute(
+        update(inbound_messages)
+        .where(inbound_messages.c.id == inbound_id)
+        .values(reply_message_id=reply_message_id)
+    )
+
+
+def open_window(conn: Connection, wa_id: str, at: datetime) -> None:
+    """Open or refresh a customer's service window (never moved backwards by a late webhook)."""
+    current = window_opened_at(conn, wa_id)
+    if current is None or at > current:
+        upsert(conn, service_windows, [{"wa_id": wa_id, "last_inbound_at": at}], ["wa_id"])
+
+
+def window_opened_at(conn: Connection, wa_id: str) -> datetime | None:
+    value = conn.execute(
+        select(service_windows.c.last_inbound_at).where(service_windows.c.wa_id == wa_id)
+    ).scalar_one_or_none()
+    return value if isinstance(value, datetime) else None
+
+
+def window_open(conn: Connection, wa_id: str, now: datetime) -> bool:
+    opened = window_opened_at(conn, wa_id)
+    return opened is not None and now - opened < SERVICE_WINDOW
+
+
+def opt_out(conn: Connection, wa_id: str, now: datetime) -> bool:
+    """True when the number was not opted out before (so the confirmation goes out once)."""
+    return insert_ignoring_duplicates(conn, opt_outs, {"wa_id": wa_id, "opted_out_at": now})
+
+
+def opt_in(conn: Connection, wa_id: str) -> bool:
+    return conn.execute(delete(opt_outs).where(opt_outs.c.wa_id == wa_id)).rowcount == 1
+
+
+def is_opted_out(conn: Connection, wa_id: str) -> bool:
+    return conn.execute(select(opt_outs.c.wa_id).where(opt_outs.c.wa_id == wa_id)).first() is not None

@@ -1,0 +1,142 @@
+"""The cost ledger: one row per message, estimated at send time, confirmed once from a status webhook."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from notifier.domain import Price
+from notifier.store.tables import ledger
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    message_id: int
+    store: str
+    order_number: str | None
+    template: str | None
+    category: str
+    market: str | None
+    recipient_masked: str | None
+    rate: Decimal | None
+    currency: str | None
+    estimated_cost: Decimal | None
+    confirmed_cost: Decimal | None
+    free_reason: str | None
+    status: str
+    priced_on: date
+    created_at: datetime
+
+    @property
+    def cost(self) -> Decimal | None:
+        """The best figure we have: confirmed once Meta told us, else the estimate."""
+        return self.confirmed_cost if self.confirmed_cost is not None else self.estimated_cost
+
+
+def record_estimate(
+    conn: Connection,
+    *,
+    message_id: int,
+    store: str,
+    order_id: str | None,
+    order_number: str | None,
+    template: str | None,
+    price: Price,
+    status: str,
+    recipient_masked: str | None,
+    priced_on: date,
+    now: datetime,
+) -> None:
+    """Write the message's ledger row (once; a resend keeps the first estimate)."""
+    if conn.execute(select(ledger.c.message_id).where(ledger.c.message_id == message_id)).first():
+        set_ledger_status(conn, message_id, status)
+        return
+    conn.execute(
+        insert(ledger).values(
+            message_id=message_id,
+            store=store,
+            order_id=order_id,
+            order_number=order_number,
+            template=template,
+            category=price.category,
+            market=price.market,
+            recipient_masked=recipient_masked,
+            rate=price.rate,
+            currency=price.currency,
+            estimated_cost=price.amount,
+            free_reason=price.free_reason,
+            status=status,
+            priced_on=priced_on,
+            created_at=now,
+        )
+    )
+
+
+def set_ledger_status(conn: Connection, message_id: int, status: str) -> None:
+    conn.execute(update(ledger).where(ledger.c.message_id == message_id).values(status=status))
+
+
+def confirm(
+    conn: Connection,
+    message_id: int,
+    price: Price,
+    *,
+    now: datetime,
+    pricing_raw: Mapping[str, Any] | None,
+) -> bool:
+    """Fill the confirmed cost once; later or repeated statuses never charge again."""
+    result = conn.execute(
+        update(ledger)
+        .where(ledger.c.message_id == message_id, ledger.c.confirmed_cost.is_(None))
+        .values(
+            confirmed_cost=price.amount,
+            rate=price.rate if price.rate is not None else ledger.c.rate,
+            currency=price.currency if price.currency is not None else ledger.c.currency,
+            free_reason=price.free_reason,
+            confirmed_at=now,
+            pricing_raw=dict(pricing_raw) if pricing_raw else None,
+        )
+    )
+    return result.rowcount == 1
+
+
+def rows(
+    conn: Connection,
+    *,
+    since: date | None = None,
+    until: date | None = None,
+    store: str | None = None,
+) -> list[LedgerRow]:
+    """Ledger rows priced in [since, until] (both inclusive), oldest first."""
+    query = select(ledger).order_by(ledger.c.priced_on, ledger.c.message_id)
+    if since is not None:
+        query = query.where(ledger.c.priced_on >= since)
+    if until is not None:
+        query = query.where(ledger.c.priced_on <= until)
+    if store is not None:
+        query = query.where(ledger.c.store == store)
+    return [
+        LedgerRow(
+            r.message_id,
+            r.store,
+            r.order_number,
+            r.template,
+            r.category,
+            r.market,
+            r.recipient_masked,
+            r.rate,
+            r.currency,
+            r.estimated_cost,
+            r.confirmed_cost,
+            r.free_reason,
+            r.status,
+            r.priced_on,
+            r.created_at,
+        )
+        for r in conn.execute(query)
+    ]

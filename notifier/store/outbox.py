@@ -1,0 +1,223 @@
+"""The outbox: one row per message we mean to send, claimed, sent and tracked to its final status.
+
+Status lifecycle (``RANK`` orders the forward moves; ``failed`` and ``skipped`` are final):
+
+    queued ─claim─▶ sending ─200─▶ accepted ─webhook─▶ sent ▶ delivered ▶ read
+      ▲                │  └─timeout after send─▶ ambiguous (resolved by webhook, or resent once)
+      └──retryable─────┘  └─final error─▶ failed          queued/skipped by policy ─▶ skipped
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
+
+from notifier.domain import RenderedTemplate, TemplateParam
+from notifier.store.dialect import insert_for
+from notifier.store.tables import messages
+
+RANK = {"queued": 0, "sending": 1, "ambiguous": 1, "accepted": 2, "sent": 3, "delivered": 4, "read": 5}
+FINAL = frozenset({"failed", "skipped"})
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    id: int
+    store: str
+    order_id: str | None
+    order_number: str | None
+    dedupe_key: str
+    kind: str
+    event: str | None
+    urgency: str
+    recipient: str | None
+    status: str
+    attempts: int
+    payload: Mapping[str, Any]
+    wamid: str | None
+    created_at: datetime
+
+    @property
+    def template(self) -> RenderedTemplate:
+        body = tuple(TemplateParam(text, name) for name, text in self.payload.get("body", []))
+        return RenderedTemplate(
+            self.payload["name"], self.payload["language"], body, self.payload.get("button")
+        )
+
+
+def template_payload(rendered: RenderedTemplate) -> dict[str, Any]:
+    return {
+        "name": rendered.name,
+        "language": rendered.language,
+        "body": [[p.name, p.text] for p in rendered.body],
+        "button": rendered.button_url_suffix,
+    }
+
+
+def enqueue(
+    conn: Connection,
+    *,
+    store: str,
+    dedupe_key: str,
+    kind: str,
+    payload: Mapping[str, Any],
+    now: datetime,
+    recipient: str | None,
+    order_id: str | None = None,
+    order_number: str | None = None,
+    event: str | None = None,
+    urgency: str = "normal",
+    status: str = "queued",
+    next_attempt_at: datetime | None = None,
+    error_title: str | None = None,
+) -> int | None:
+    """Queue a message; None when its dedupe key is already taken (nothing is written)."""
+    stmt = (
+        insert_for(conn, messages)
+        .values(
+            store=store,
+            order_id=order_id,
+            order_number=order_number,
+            dedupe_key=dedupe_key,
+            kind=kind,
+            event=event,
+            urgency=urgency,
+            template=payload.get("name"),
+            language=payload.get("language"),
+            payload=dict(payload),
+            recipient=recipient,
+            status=status,
+            attempts=0,
+            next_attempt_at=next_attempt_at,
+            error_title=error_title,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(messages.c.id)
+    )
+    new_id = conn.execute(stmt).scalar_one_or_none()
+    return None if new_id is None else int(new_id)
+
+
+def claim_due(conn: Connection, *, now: datetime, limit: int) -> list[OutboxMessage]:
+    """Atomically move up to ``limit`` due rows from queued to sending (urgent first, then oldest)."""
+    due = (
+        select(messages.c.id)
+        .where(
+            messages.c.status == "queued",
+            or_(messages.c.next_attempt_at.is_(None), messages.c.next_attempt_at <= now),
+        )
+        .order_by((messages.c.urgency == "urgent").desc(), messages.c.id)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    claimed: list[OutboxMessage] = []
+    for message_id in conn.execute(due).scalars().all():
+        moved = conn.execute(
+            update(messages)
+            .where(messages.c.id == message_id, messages.c.status == "queued")
+            .values(status="sending", attempts=messages.c.attempts + 1, updated_at=now)
+        )
+        if moved.rowcount == 1:
+            claimed.append(get(conn, message_id))
+    return claimed
+
+
+def get(conn: Connection, message_id: int) -> OutboxMessage:
+    row = conn.execute(select(messages).where(messages.c.id == message_id)).one()
+    return _to_message(row._mapping)
+
+
+def find(conn: Connection, *, wamid: str | None, message_id: int | None) -> OutboxMessage | None:
+    conditions = []
+    if message_id is not None:
+        conditions.append(messages.c.id == message_id)
+    if wamid is not None:
+        conditions.append(messages.c.wamid == wamid)
+    if not conditions:
+        return None
+    row = conn.execute(select(messages).where(or_(*conditions)).limit(1)).first()
+    return None if row is None else _to_message(row._mapping)
+
+
+def _to_message(row: Mapping[str, Any]) -> OutboxMessage:
+    return OutboxMessage(
+        id=row["id"],
+        store=row["store"],
+        order_id=row["order_id"],
+        order_number=row["order_number"],
+        dedupe_key=row["dedupe_key"],
+        kind=row["kind"],
+        event=row["event"],
+        urgency=row["urgency"],
+        recipient=row["recipient"],
+        status=row["status"],
+        attempts=row["attempts"],
+        payload=row["payload"],
+        wamid=row["wamid"],
+        created_at=row["created_at"],
+    )
+
+
+def set_status(conn: Connection, message_id: int, status: str, *, now: datetime, **values: Any) -> None:
+    """Unconditional move, for the dispatcher that holds the claim on this row."""
+    stamp = {"accepted": "sent_at", "failed": "failed_at"}.get(status)
+    if stamp:
+        values.setdefault(stamp, now)
+    conn.execute(
+        update(messages).where(messages.c.id == message_id).values(status=status, updated_at=now, **values)
+    )
+
+
+def advance_status(
+    conn: Connection, message_id: int, status: str, *, at: datetime, now: datetime, **values: Any
+) -> bool:
+    """Apply a delivery status monotonically: never backwards, nothing after a final state."""
+    current = conn.execute(select(messages.c.status).where(messages.c.id == message_id)).scalar_one()
+    if current in FINAL:
+        return False
+    if status == "failed":
+        if current in ("delivered", "read"):
+            return False
+    elif RANK.get(status, -1) <= RANK.get(current, -1):
+        return False
+    stamp = {"delivered": "delivered_at", "read": "read_at", "failed": "failed_at", "sent": "sent_at"}
+    if status in stamp and status != "sent":
+        values.setdefault(stamp[status], at)
+    conn.execute(
+        update(messages).where(messages.c.id == message_id).values(status=status, updated_at=now, **values)
+    )
+    return True
+
+
+def last_send_to(conn: Connection, recipient: str) -> datetime | None:
+    """When we last handed a message for this recipient to WhatsApp (spacing between sends)."""
+    value = conn.execute(
+        select(func.max(messages.c.sent_at)).where(messages.c.recipient == recipient)
+    ).scalar_one_or_none()
+    return value if isinstance(value, datetime) else None
+
+
+def count_by_status(conn: Connection) -> dict[str, int]:
+    rows = conn.execute(select(messages.c.status, func.count()).group_by(messages.c.status))
+    return {status: int(n) for status, n in rows}
+
+
+def stale_ambiguous(conn: Connection, *, older_than: datetime) -> list[OutboxMessage]:
+    rows = conn.execute(
+        select(messages).where(
+            and_(messages.c.status == "ambiguous", messages.c.updated_at <= older_than)
+        )
+    )
+    return [_to_message(r._mapping) for r in rows]
+
+
+def insert_message_row(conn: Connection, **values: Any) -> int:
+    """Raw insert for replies (they have no order and are never deduplicated by event)."""
+    return int(conn.execute(insert(messages).values(**values).returning(messages.c.id)).scalar_one())

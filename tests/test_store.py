@@ -1,0 +1,133 @@
+"""Storage behaviour on every backend: dedupe keys, claims, monotonic statuses, money and time."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import Engine
+
+from notifier.domain import Price, Snapshot
+from notifier.store import inbox, ledger, orders, outbox
+from notifier.store.migrate import DatabaseNotAtHead, current_revisions, downgrade, head_revisions, require_head
+
+NOW = datetime(2026, 6, 20, 12, 0, tzinfo=UTC)
+
+
+def _enqueue(conn, key: str = "s:o1:payment:PAID") -> int | None:
+    return outbox.enqueue(
+        conn,
+        store="s",
+        dedupe_key=key,
+        kind="template",
+        payload={"name": "order_payment_received", "language": "en", "body": [[None, "Priya"]]},
+        now=NOW,
+        recipient="+919820000001",
+        order_id="o1",
+    )
+
+
+def test_dedupe_key_admits_one_row(engine: Engine) -> None:
+    """A second enqueue with the same dedupe key writes nothing and says so."""
+    with engine.begin() as conn:
+        first = _enqueue(conn)
+        second = _enqueue(conn)
+    assert first is not None
+    assert second is None
+    with engine.connect() as conn:
+        assert outbox.count_by_status(conn) == {"queued": 1}
+
+
+def test_claim_moves_a_row_once(engine: Engine) -> None:
+    """Two claims in a row hand a queued message out exactly once."""
+    with engine.begin() as conn:
+        _enqueue(conn)
+    with engine.begin() as conn:
+        first = outbox.claim_due(conn, now=NOW, limit=10)
+    with engine.begin() as conn:
+        second = outbox.claim_due(conn, now=NOW, limit=10)
+    assert [m.status for m in first] == ["sending"]
+    assert first[0].attempts == 1
+    assert second == []
+
+
+def test_statuses_never_move_backwards(engine: Engine) -> None:
+    """A late `sent` after `read` changes nothing, and nothing follows `failed`."""
+    with engine.begin() as conn:
+        message_id = _enqueue(conn)
+        assert message_id is not None
+        outbox.set_status(conn, message_id, "accepted", now=NOW, wamid="wamid.1")
+        assert outbox.advance_status(conn, message_id, "read", at=NOW, now=NOW)
+        assert not outbox.advance_status(conn, message_id, "sent", at=NOW, now=NOW)
+        assert not outbox.advance_status(conn, message_id, "delivered", at=NOW, now=NOW)
+        assert outbox.get(conn, message_id).status == "read"
+
+
+def test_failed_is_final(engine: Engine) -> None:
+    """After `failed`, a later `delivered` is ignored."""
+    with engine.begin() as conn:
+        message_id = _enqueue(conn)
+        assert message_id is not None
+        outbox.set_status(conn, message_id, "accepted", now=NOW, wamid="wamid.2")
+        assert outbox.advance_status(conn, message_id, "failed", at=NOW, now=NOW, error_code=131026)
+        assert not outbox.advance_status(conn, message_id, "delivered", at=NOW, now=NOW)
+        assert outbox.get(conn, message_id).status == "failed"
+
+
+def test_ledger_keeps_decimal_and_confirms_once(engine: Engine) -> None:
+    """Money round-trips exactly and the confirmed cost is written only by the first status."""
+    price = Price(Decimal("0.115"), "INR", Decimal("0.115"), "utility", "IN")
+    with engine.begin() as conn:
+        message_id = _enqueue(conn)
+        assert message_id is not None
+        ledger.record_estimate(
+            conn,
+            message_id=message_id,
+            store="s",
+            order_id="o1",
+            order_number="1023",
+            template="order_payment_received",
+            price=price,
+            status="accepted",
+            recipient_masked="+91•••0001",
+            priced_on=date(2026, 6, 20),
+            now=NOW,
+        )
+        assert ledger.confirm(conn, message_id, price, now=NOW, pricing_raw={"type": "regular"})
+        free = Price(Decimal(0), "INR", Decimal("0.115"), "utility", "IN", "free_customer_service")
+        assert not ledger.confirm(conn, message_id, free, now=NOW, pricing_raw=None)
+    with engine.connect() as conn:
+        [row] = ledger.rows(conn)
+    assert row.estimated_cost == Decimal("0.115")
+    assert row.confirmed_cost == Decimal("0.115")
+    assert row.created_at.tzinfo is not None
+
+
+def test_status_dedupe_and_snapshot_upsert(engine: Engine) -> None:
+    """(wamid, status) is stored once; saving a snapshot twice updates it in place."""
+    with engine.begin() as conn:
+        assert inbox.record_status(conn, wamid="w", status="sent", callback_data="1", payload={}, event_at=NOW, now=NOW)
+        assert not inbox.record_status(conn, wamid="w", status="sent", callback_data="1", payload={}, event_at=NOW, now=NOW)
+        orders.ensure_store_state(conn, "s")
+        orders.save_snapshots(conn, "s", [Snapshot("o1", "1", "APPROVED", "NOT_PAID", None)], now=NOW)
+        orders.save_snapshots(conn, "s", [Snapshot("o1", "1", "APPROVED", "PAID", None)], now=NOW)
+        assert orders.load_snapshots(conn, "s", ["o1"])["o1"].payment_status == "PAID"
+        assert orders.count_snapshots(conn, "s") == 1
+
+
+def test_service_window_measured_from_inbound_time(engine: Engine) -> None:
+    """The window is open for 24 h after the inbound timestamp and never moved backwards."""
+    with engine.begin() as conn:
+        inbox.open_window(conn, "4915123456789", NOW)
+        inbox.open_window(conn, "4915123456789", datetime(2026, 6, 19, tzinfo=UTC))
+        assert inbox.window_open(conn, "4915123456789", datetime(2026, 6, 21, 11, 59, tzinfo=UTC))
+        assert not inbox.window_open(conn, "4915123456789", datetime(2026, 6, 21, 12, 0, tzinfo=UTC))
+
+
+def test_daemon_refuses_a_database_not_at_head(engine: Engine) -> None:
+    """After a downgrade to base, require_head names the command that fixes it."""
+    assert current_revisions(engine) == head_revisions()
+    downgrade(engine, "base")
+    with pytest.raises(DatabaseNotAtHead, match="notifier db upgrade"):
+        require_head(engine)
