@@ -4,29 +4,32 @@ Parsing never stops at the first mistake: every problem is collected, each namin
 (``stores[0].timezone``, counting from 0), and ``ConfigError`` lists them all at once.
 Secrets come from environment variables (a literal in the file is accepted for sandbox use, but
 the variable wins when set) and are wrapped in ``Secret`` so no ``repr`` or log line shows them.
-Functions take ``environ`` as a parameter; nothing here reads ``os.environ``.
+Functions take ``environ`` as a parameter; nothing here reads ``os.environ``. The table reader
+and the rule/label readers live in ``notifier.tomltable``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 import tomllib
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import time
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
-from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import phonenumbers
 
-from notifier.domain import Field, Rule, Urgency
+from notifier.domain import Rule
 from notifier.errors import ConfigError
-from notifier.rules import DEFAULT_RULES, parse_event
+from notifier.rules import DEFAULT_RULES
+from notifier.tomltable import PARAM_VOCABULARY as _PARAM_VOCABULARY
+from notifier.tomltable import TomlTable, parse_clock, read_labels, read_rules, settings_keys
 
+PARAM_VOCABULARY = _PARAM_VOCABULARY  # kept importable from here, its historic home
 DEFAULT_DATABASE_URL = "sqlite:///notifier.db"
 CONFIG_ENV = "NOTIFIER_CONFIG"
 DATABASE_URL_ENV = "NOTIFIER_DATABASE_URL"
@@ -35,17 +38,14 @@ WIX_API_KEY_ENV = "NOTIFIER_WIX_API_KEY"
 ACCESS_TOKEN_ENV = "NOTIFIER_WHATSAPP_ACCESS_TOKEN"  # noqa: S105
 APP_SECRET_ENV = "NOTIFIER_WHATSAPP_APP_SECRET"  # noqa: S105
 VERIFY_TOKEN_ENV = "NOTIFIER_WHATSAPP_VERIFY_TOKEN"  # noqa: S105
+OPS_TOKEN_ENV = "NOTIFIER_OPS_TOKEN"  # noqa: S105
+# The ops pages show masked customer data; a short token could be guessed.
+OPS_TOKEN_MIN_LENGTH = 16
 
-PARAM_VOCABULARY = frozenset(
-    {"customer_name", "first_name", "last_name", "order_number", "total", "item_summary"}
-    | {"payment_status", "fulfillment_status", "order_status"}
-    | {"tracking_number", "tracking_link", "carrier"}
-)
-
-_PARAM_NAME = re.compile(r"[a-z_][a-z0-9_]*")
-_LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:[_-][A-Za-z0-9]{2,8})*")
 _API_VERSION = re.compile(r"v\d+\.\d+")
 _URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+LateReply = Literal["template", "drop"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,11 +84,24 @@ class StoreSettings:
     rate_card_path: Path | None = None
     labels: Mapping[str, Mapping[str, str]] = field(default_factory=_no_labels)
     request_timeout_seconds: float = 10
+    quiet_hours_enabled: bool = True
+    quiet_hours_start: str = "21:00"
+    quiet_hours_end: str = "08:00"
 
     @property
     def zone(self) -> ZoneInfo:
         """The store's local time zone (quiet hours, dates shown to customers)."""
         return ZoneInfo(self.timezone)
+
+    @property
+    def quiet_start(self) -> time:
+        """Local time at which normal notifications start being held."""
+        return parse_clock(self.quiet_hours_start)
+
+    @property
+    def quiet_end(self) -> time:
+        """Local time at which held notifications may go out (may be on the next day)."""
+        return parse_clock(self.quiet_hours_end)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,12 +121,26 @@ class WebSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str | None = None
+    ops_token: Secret | None = None  # None: the ops pages are disabled
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DispatchSettings:
     interval_seconds: float = 5
     batch_size: int = 100
+    recipient_spacing_seconds: float = 6
+    max_attempts: int = 8
+    stop_pause_seconds: float = 300
+    ambiguous_grace_seconds: float = 900
+    unreachable_skip_days: float = 7  # 0: never skip a number that was undeliverable (131026)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LookupSettings:
+    max_lookups_per_hour: int = 10
+    late_reply: LateReply = "template"
+    late_reply_template: str = "order_status_update"
+    late_reply_language: str = "en"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -124,127 +151,8 @@ class Settings:
     rate_card_path: Path | None = None
     web: WebSettings = WebSettings()
     dispatch: DispatchSettings = DispatchSettings()
+    lookup: LookupSettings = LookupSettings()
     source: Path | None = None
-
-
-class _Table:
-    """One TOML table being read; every problem is recorded under its dotted path."""
-
-    def __init__(self, data: object, path: str, problems: list[str]) -> None:
-        self.path = path
-        self.problems = problems
-        self.data: Mapping[str, Any] = data if isinstance(data, Mapping) else {}
-        if data is not None and not isinstance(data, Mapping):
-            problems.append(f"{path}: must be a table, got {_kind(data)}")
-
-    def where(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def problem(self, key: str, message: str) -> None:
-        self.problems.append(f"{self.where(key)}: {message}")
-
-    def allow(self, known: Collection[str]) -> None:
-        for key in self.data:
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                self.problem(key, f"unknown key{hint}")
-
-    def _typed(self, key: str, kinds: tuple[type, ...], expected: str) -> Any:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
-            self.problem(key, f"must be {expected}, got {_kind(value)}")
-            return None
-        return value
-
-    def optional_text(self, key: str) -> str | None:
-        value: str | None = self._typed(key, (str,), "a string")
-        return value
-
-    def text(self, key: str, default: str) -> str:
-        value = self.optional_text(key)
-        if value is None:
-            return default
-        if not value.strip():
-            self.problem(key, "must not be empty")
-        return value
-
-    def required_text(self, key: str, hint: str = "") -> str:
-        value = self.optional_text(key)
-        if value is None and key not in self.data:
-            self.problem(key, f"is required{hint}")
-        elif value is not None and not value.strip():
-            self.problem(key, "must not be empty")
-        return value or ""
-
-    def number(self, key: str, default: float, *, allow_zero: bool = False) -> float:
-        value = self._typed(key, (int, float), "a number")
-        if value is None:
-            return default
-        if value < 0 or (value == 0 and not allow_zero):
-            self.problem(
-                key, f"must be {'zero or more' if allow_zero else 'positive'}, got {value}"
-            )
-        return float(value)
-
-    def integer(self, key: str, default: int, low: int, high: int) -> int:
-        value: int | None = self._typed(key, (int,), "an integer")
-        if value is None:
-            return default
-        if not low <= value <= high:
-            self.problem(key, f"must be between {low} and {high}, got {value}")
-        return value
-
-    def texts(self, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
-        value = self._typed(key, (list,), "a list of strings")
-        if value is None:
-            return default
-        if not all(isinstance(item, str) for item in value):
-            self.problem(key, "must be a list of strings")
-            return default
-        return tuple(value)
-
-    def url(self, key: str, default: str | None) -> str | None:
-        value = self.optional_text(key)
-        if value is None:
-            return default
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            self.problem(key, f"must be an http:// or https:// URL, got {value!r}")
-        return value.rstrip("/")
-
-    def child(self, key: str) -> _Table:
-        return _Table(self.data.get(key), self.where(key), self.problems)
-
-    def children(self, key: str) -> list[_Table] | None:
-        value = self._typed(key, (list,), "an array of tables ([[...]])")
-        if value is None:
-            return None
-        return [
-            _Table(item, f"{self.where(key)}[{i}]", self.problems) for i, item in enumerate(value)
-        ]
-
-    def file(self, key: str, base_dir: Path) -> Path | None:
-        value = self.optional_text(key)
-        if value is None:
-            return None
-        path = base_dir / value
-        if not path.is_file():
-            self.problem(key, f"file {str(path)!r} does not exist")
-        return path
-
-
-def _keys(settings_type: type, extra: Collection[str] = ()) -> frozenset[str]:
-    """The TOML keys a section accepts: its settings fields, plus e.g. ``*_env`` secret names."""
-    return frozenset(f.name for f in dataclasses.fields(settings_type)) | frozenset(extra)
-
-
-def _kind(value: object) -> str:
-    names = {bool: "a boolean", str: "a string", int: "an integer", float: "a number"}
-    names |= {list: "a list", dict: "a table"}
-    return names.get(type(value), type(value).__name__)
 
 
 def resolve_config_path(cli_value: str | None, environ: Mapping[str, str], cwd: Path) -> Path:
@@ -283,7 +191,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError([f"{path}: invalid TOML: {error}"]) from None
 
 
-_TOP_KEYS = _keys(Settings, extra=("rules",)) - {"source"}
+_TOP_KEYS = settings_keys(Settings, extra=("rules",)) - {"source"}
 
 
 def parse_settings(
@@ -291,15 +199,16 @@ def parse_settings(
 ) -> Settings:
     """Build Settings from parsed TOML; raise one ConfigError listing every problem found."""
     problems: list[str] = []
-    top = _Table(data, "", problems)
+    top = TomlTable(data, "", problems)
     top.allow(_TOP_KEYS)
     database_url = _database_url(top, environ, base_dir)
     rate_card_path = top.file("rate_card_path", base_dir)
-    global_rules = _rules(top)
+    global_rules = read_rules(top)
     stores = _stores(top, global_rules, environ, base_dir)
     whatsapp = _whatsapp(top.child("whatsapp"), environ)
-    web = _web(top.child("web"))
+    web = _web(top.child("web"), environ)
     dispatch = _dispatch(top.child("dispatch"))
+    lookup = _lookup(top.child("lookup"))
     if problems:
         raise ConfigError(problems)
     return Settings(
@@ -309,10 +218,11 @@ def parse_settings(
         rate_card_path=rate_card_path,
         web=web,
         dispatch=dispatch,
+        lookup=lookup,
     )
 
 
-def _database_url(top: _Table, environ: Mapping[str, str], base_dir: Path) -> str:
+def _database_url(top: TomlTable, environ: Mapping[str, str], base_dir: Path) -> str:
     configured = top.text("database_url", DEFAULT_DATABASE_URL)
     url = environ.get(DATABASE_URL_ENV) or configured
     if not _URL_SCHEME.match(url):
@@ -327,7 +237,7 @@ def _database_url(top: _Table, environ: Mapping[str, str], base_dir: Path) -> st
 
 
 def _secret(
-    table: _Table, key: str, env_names: Sequence[str], environ: Mapping[str, str]
+    table: TomlTable, key: str, env_names: Sequence[str], environ: Mapping[str, str]
 ) -> Secret:
     explicit = table.optional_text(f"{key}_env")
     names = [explicit] if explicit else list(env_names)
@@ -346,11 +256,14 @@ def store_api_key_env(store_name: str) -> str:
     return f"{WIX_API_KEY_ENV}_{re.sub(r'[^A-Z0-9]', '_', store_name.upper())}"
 
 
-_STORE_KEYS = _keys(StoreSettings, extra=("api_key_env",))
+_STORE_KEYS = settings_keys(StoreSettings, extra=("api_key_env",))
 
 
 def _stores(
-    top: _Table, global_rules: tuple[Rule, ...] | None, environ: Mapping[str, str], base_dir: Path
+    top: TomlTable,
+    global_rules: tuple[Rule, ...] | None,
+    environ: Mapping[str, str],
+    base_dir: Path,
 ) -> tuple[StoreSettings, ...]:
     tables = top.children("stores")
     if not tables:
@@ -367,15 +280,20 @@ def _stores(
 
 
 def _store(
-    table: _Table, global_rules: tuple[Rule, ...] | None, environ: Mapping[str, str], base_dir: Path
+    table: TomlTable,
+    global_rules: tuple[Rule, ...] | None,
+    environ: Mapping[str, str],
+    base_dir: Path,
 ) -> StoreSettings:
     table.allow(_STORE_KEYS)
     name = table.required_text("name", " (a short id such as 'main-shop')")
     if ":" in name:
         table.problem("name", "must not contain ':'")
     api_key_envs = (store_api_key_env(name), WIX_API_KEY_ENV) if name else (WIX_API_KEY_ENV,)
-    own_rules = _rules(table)
+    own_rules = read_rules(table)
     inherited = global_rules if global_rules is not None else DEFAULT_RULES
+    quiet_enabled = table.boolean("quiet_hours_enabled", True)
+    quiet_start, quiet_end = _quiet_hours(table, enabled=quiet_enabled)
     return StoreSettings(
         name=name,
         site_id=table.required_text("site_id", " (the Wix site id, a GUID)"),
@@ -384,17 +302,20 @@ def _store(
         poll_interval_seconds=table.number("poll_interval_seconds", 60),
         overlap_seconds=table.number("overlap_seconds", 120, allow_zero=True),
         default_country=_country(table),
-        timezone=_timezone(table),
-        default_language=_language(table, "default_language", "en"),
+        timezone=table.time_zone("timezone", "Asia/Kolkata"),
+        default_language=table.language("default_language", "en"),
         name_fallback=table.text("name_fallback", "there"),
         rules=own_rules if own_rules is not None else inherited,
         rate_card_path=table.file("rate_card_path", base_dir),
-        labels=_labels(table.child("labels")),
+        labels=read_labels(table.child("labels")),
         request_timeout_seconds=table.number("request_timeout_seconds", 10),
+        quiet_hours_enabled=quiet_enabled,
+        quiet_hours_start=quiet_start,
+        quiet_hours_end=quiet_end,
     )
 
 
-def _country(table: _Table) -> str:
+def _country(table: TomlTable) -> str:
     country = table.text("default_country", "IN").upper()
     if country not in phonenumbers.SUPPORTED_REGIONS:
         table.problem(
@@ -403,114 +324,21 @@ def _country(table: _Table) -> str:
     return country
 
 
-def _timezone(table: _Table) -> str:
-    name = table.text("timezone", "Asia/Kolkata")
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        table.problem("timezone", f"unknown time zone {name!r} (use IANA names like Asia/Kolkata)")
-    return name
+def _quiet_hours(table: TomlTable, *, enabled: bool) -> tuple[str, str]:
+    start = table.clock("quiet_hours_start", "21:00")
+    end = table.clock("quiet_hours_end", "08:00")
+    if enabled and start == end:
+        hint = "set quiet_hours_enabled = false to turn quiet hours off"
+        table.problem("quiet_hours_end", f"must differ from quiet_hours_start ({hint})")
+    return start, end
 
 
-def _language(table: _Table, key: str, default: str) -> str:
-    language = table.text(key, default)
-    if not _LANGUAGE.fullmatch(language):
-        table.problem(key, f"{language!r} is not a language code like 'en' or 'en_US'")
-    return language
-
-
-def _labels(table: _Table) -> Mapping[str, Mapping[str, str]]:
-    labels: dict[str, Mapping[str, str]] = {}
-    for language, value in table.data.items():
-        if not _LANGUAGE.fullmatch(language):
-            table.problem(language, "is not a language code like 'en' or 'en_US'")
-        entries = _Table(value, table.where(language), table.problems)
-        flat = _flatten(entries.data)
-        for key, text in flat.items():
-            if not isinstance(text, str) or not text.strip():
-                entries.problem(key, "label must be a non-empty string")
-        labels[language] = MappingProxyType({k: v for k, v in flat.items() if isinstance(v, str)})
-    return MappingProxyType(labels)
-
-
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, object]:
-    """Unquoted dotted keys (payment.PAID = ...) arrive as nested tables; join them back."""
-    flat: dict[str, object] = {}
-    for key, value in data.items():
-        if isinstance(value, Mapping):
-            flat |= _flatten(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-# Rule is a slotted dataclass, so its defaults are read from an instance, not the class.
-_RULE_DEFAULTS = Rule(Field.PAYMENT, "PAID", "template")
-_RULE_KEYS = ("event", "template", "languages", "params", "param_names", "button_param", "urgency")
-
-
-def _rules(table: _Table) -> tuple[Rule, ...] | None:
-    tables = table.children("rules")
-    if tables is None:
-        return None
-    return tuple(rule for rule in map(_rule, tables) if rule is not None)
-
-
-def _rule(table: _Table) -> Rule | None:
-    table.allow(_RULE_KEYS)
-    event_text = table.required_text("event", " (for example 'payment:PAID')")
-    template = table.required_text("template", " (the approved WhatsApp template name)")
-    languages = table.texts("languages", _RULE_DEFAULTS.languages)
-    params = table.texts("params", _RULE_DEFAULTS.params)
-    param_names = table.texts("param_names", ())
-    button_param = table.optional_text("button_param")
-    urgency = table.text("urgency", Urgency.NORMAL.value)
-    _check_rule_lists(table, languages, params, param_names)
-    if button_param is not None and button_param not in PARAM_VOCABULARY:
-        table.problem("button_param", _unknown_param(button_param))
-    if urgency not in {u.value for u in Urgency}:
-        table.problem("urgency", f"must be 'normal' or 'urgent', got {urgency!r}")
-    try:
-        event = parse_event(event_text) if event_text else None
-    except ValueError as error:
-        table.problem("event", str(error))
-        return None
-    if event is None or urgency not in {u.value for u in Urgency}:
-        return None
-    field_, value = event
-    return Rule(
-        field_, value, template, languages, params, param_names, button_param, Urgency(urgency)
-    )
-
-
-def _check_rule_lists(
-    table: _Table, languages: tuple[str, ...], params: tuple[str, ...], names: tuple[str, ...]
-) -> None:
-    if not languages:
-        table.problem("languages", "must list at least one language")
-    for language in languages:
-        if not _LANGUAGE.fullmatch(language):
-            table.problem("languages", f"{language!r} is not a language code like 'en' or 'en_US'")
-    for param in params:
-        if param not in PARAM_VOCABULARY:
-            table.problem("params", _unknown_param(param))
-    if names and len(names) != len(params):
-        table.problem("param_names", f"has {len(names)} names for {len(params)} params")
-    for name in names:
-        if not _PARAM_NAME.fullmatch(name):
-            table.problem("param_names", f"{name!r} must be lowercase letters, digits and _")
-
-
-def _unknown_param(param: str) -> str:
-    return f"unknown parameter {param!r} (known: {', '.join(sorted(PARAM_VOCABULARY))})"
-
-
-_WHATSAPP_KEYS = _keys(
+_WHATSAPP_KEYS = settings_keys(
     WhatsAppSettings, extra=("access_token_env", "app_secret_env", "verify_token_env")
 )
 
 
-def _whatsapp(table: _Table, environ: Mapping[str, str]) -> WhatsAppSettings:
+def _whatsapp(table: TomlTable, environ: Mapping[str, str]) -> WhatsAppSettings:
     table.allow(_WHATSAPP_KEYS)
     api_version = table.text("api_version", "v24.0")
     if not _API_VERSION.fullmatch(api_version):
@@ -527,18 +355,46 @@ def _whatsapp(table: _Table, environ: Mapping[str, str]) -> WhatsAppSettings:
     )
 
 
-def _web(table: _Table) -> WebSettings:
-    table.allow(_keys(WebSettings))
+def _web(table: TomlTable, environ: Mapping[str, str]) -> WebSettings:
+    table.allow(settings_keys(WebSettings, extra=("ops_token_env",)))
     return WebSettings(
         host=table.text("host", "127.0.0.1"),
         port=table.integer("port", 8080, 1, 65535),
         public_url=table.url("public_url", None),
+        ops_token=_ops_token(table, environ),
     )
 
 
-def _dispatch(table: _Table) -> DispatchSettings:
-    table.allow(_keys(DispatchSettings))
+def _ops_token(table: TomlTable, environ: Mapping[str, str]) -> Secret | None:
+    """Optional: without a token the ops pages stay off, so a missing one is not a problem."""
+    name = table.optional_text("ops_token_env") or OPS_TOKEN_ENV
+    value = environ.get(name) or table.optional_text("ops_token")
+    if not value:
+        return None
+    if len(value) < OPS_TOKEN_MIN_LENGTH:
+        table.problem("ops_token", f"must be at least {OPS_TOKEN_MIN_LENGTH} characters ({name})")
+    return Secret(value)
+
+
+def _dispatch(table: TomlTable) -> DispatchSettings:
+    table.allow(settings_keys(DispatchSettings))
     return DispatchSettings(
         interval_seconds=table.number("interval_seconds", 5),
         batch_size=table.integer("batch_size", 100, 1, 10_000),
+        recipient_spacing_seconds=table.number("recipient_spacing_seconds", 6, allow_zero=True),
+        max_attempts=table.integer("max_attempts", 8, 1, 100),
+        stop_pause_seconds=table.number("stop_pause_seconds", 300),
+        ambiguous_grace_seconds=table.number("ambiguous_grace_seconds", 900, allow_zero=True),
+        unreachable_skip_days=table.number("unreachable_skip_days", 7, allow_zero=True),
+    )
+
+
+def _lookup(table: TomlTable) -> LookupSettings:
+    table.allow(settings_keys(LookupSettings))
+    late_reply = table.choice("late_reply", "template", ("template", "drop"))
+    return LookupSettings(
+        max_lookups_per_hour=table.integer("max_lookups_per_hour", 10, 1, 10_000),
+        late_reply="drop" if late_reply == "drop" else "template",
+        late_reply_template=table.text("late_reply_template", "order_status_update"),
+        late_reply_language=table.language("late_reply_language", "en"),
     )

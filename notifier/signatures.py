@@ -17,7 +17,9 @@ _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 def sign(app_secret: str, raw_body: bytes) -> str:
     """The header value Meta would send for ``raw_body``: "sha256=<hex>"."""
-    digest = hmac.new(app_secret.encode("utf-8", "surrogatepass"), raw_body, hashlib.sha256).hexdigest()
+    digest = hmac.new(
+        app_secret.encode("utf-8", "surrogatepass"), raw_body, hashlib.sha256
+    ).hexdigest()
     return PREFIX + digest
 
 

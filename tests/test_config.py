@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import tomllib
+from datetime import time
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from notifier.config import (
+    DispatchSettings,
+    LookupSettings,
     Secret,
     Settings,
     StoreSettings,
+    WebSettings,
     WhatsAppSettings,
     check_settings,
     load_settings,
@@ -373,31 +377,6 @@ def test_empty_store_rules_list_means_no_notifications() -> None:
     assert parse(MINIMAL + "rules = []\n").stores[0].rules == ()
 
 
-def test_bad_button_param_and_param_name_are_reported() -> None:
-    """button_param must come from the vocabulary and param_names must be identifiers."""
-    text = (
-        MINIMAL
-        + '[[stores.rules]]\nevent = "status:CANCELED"\ntemplate = "t"\n'
-        + 'params = ["order_number"]\nparam_names = ["Order No"]\nbutton_param = "coupon"\n'
-    )
-    problems = problems_of(text)
-    assert len(problems) == 2
-    assert problems[0].startswith("stores[0].rules[0].param_names: 'Order No' must be lowercase")
-    assert problems[1].startswith("stores[0].rules[0].button_param: unknown parameter 'coupon'")
-
-
-def test_labels_accept_quoted_and_dotted_keys() -> None:
-    """Labels per language read both "payment.PAID" = ... and payment.PAID = ... alike."""
-    text = (
-        MINIMAL
-        + '[stores.labels.en]\n"payment.PAID" = "Payment received"\n'
-        + '[stores.labels.hi]\nfulfillment.FULFILLED = "भेज दिया"\n'
-    )
-    labels = parse(text).stores[0].labels
-    assert dict(labels["en"]) == {"payment.PAID": "Payment received"}
-    assert dict(labels["hi"]) == {"fulfillment.FULFILLED": "भेज दिया"}
-
-
 def test_empty_label_is_a_problem() -> None:
     """A blank label text is reported under its path."""
     problems = problems_of(MINIMAL + '[stores.labels.en]\n"payment.PAID" = " "\n')
@@ -443,23 +422,166 @@ def test_resolve_config_path_precedence(
 
 
 def test_example_config_is_valid_and_spells_out_the_defaults() -> None:
-    """notifier.example.toml loads without problems and its rules are DEFAULT_RULES."""
+    """notifier.example.toml loads without problems and spells out the built-in defaults."""
     assert check_settings(EXAMPLE, SECRETS_ENV) == []
     settings = load_settings(EXAMPLE, SECRETS_ENV)
     assert settings.source == EXAMPLE
     assert settings.stores[0].default_country == "IN"
     assert settings.stores[0].rules == DEFAULT_RULES
     assert settings.database_url == f"sqlite:///{REPO_ROOT / 'notifier.db'}"
+    assert (settings.web, settings.dispatch, settings.lookup) == (
+        WebSettings(),
+        DispatchSettings(),
+        LookupSettings(),
+    )
+    store = settings.stores[0]
+    assert (store.quiet_hours_enabled, store.quiet_start, store.quiet_end) == (
+        True,
+        time(21, 0),
+        time(8, 0),
+    )
 
 
 def test_example_config_mentions_every_key() -> None:
     """Every settings key and secret variable appears in the example file."""
     text = EXAMPLE.read_text(encoding="utf-8")
-    classes: list[type] = [Settings, StoreSettings, WhatsAppSettings]
+    classes: list[type] = [Settings, StoreSettings, WhatsAppSettings, WebSettings]
+    classes += [DispatchSettings, LookupSettings]
     keys = {f.name for cls in classes for f in dataclasses.fields(cls)} - {"source", "stores"}
     keys |= {"api_key_env", "access_token_env", "app_secret_env", "verify_token_env"}
-    keys |= {"host", "port", "public_url", "interval_seconds", "batch_size"}
+    keys |= {"ops_token_env", "NOTIFIER_OPS_TOKEN"}
     keys |= {"event", "template", "languages", "params", "param_names", "button_param"}
     keys |= set(SECRETS_ENV) | {"NOTIFIER_DATABASE_URL", "NOTIFIER_CONFIG"}
     missing = [key for key in sorted(keys) if key not in text]
     assert missing == []
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_non_finite_intervals_are_rejected(value: str) -> None:
+    """TOML's nan and inf are not usable intervals."""
+    problems = problems_of(MINIMAL + f"poll_interval_seconds = {value}\n")
+    assert problems == [f"stores[0].poll_interval_seconds: must be a finite number, got {value}"]
+
+
+def test_dispatch_lookup_web_and_quiet_hour_defaults() -> None:
+    """Without the new keys every documented default applies and quiet hours parse to times."""
+    settings = parse(MINIMAL)
+    dispatch, lookup, store = settings.dispatch, settings.lookup, settings.stores[0]
+    assert (dispatch.recipient_spacing_seconds, dispatch.max_attempts) == (6, 8)
+    assert (dispatch.stop_pause_seconds, dispatch.ambiguous_grace_seconds) == (300, 900)
+    assert dispatch.unreachable_skip_days == 7
+    assert (lookup.max_lookups_per_hour, lookup.late_reply) == (10, "template")
+    assert (lookup.late_reply_template, lookup.late_reply_language) == ("order_status_update", "en")
+    assert settings.web.ops_token is None
+    assert (store.quiet_hours_enabled, store.quiet_hours_start, store.quiet_hours_end) == (
+        True,
+        "21:00",
+        "08:00",
+    )
+    assert (store.quiet_start, store.quiet_end) == (time(21, 0), time(8, 0))
+
+
+def test_dispatch_lookup_and_quiet_hours_are_read_from_the_file() -> None:
+    """Every new key set in the file replaces its default, zeros included where allowed."""
+    text = (
+        "[dispatch]\nrecipient_spacing_seconds = 0\nmax_attempts = 3\nstop_pause_seconds = 60\n"
+        "ambiguous_grace_seconds = 0\nunreachable_skip_days = 0\n"
+        '[lookup]\nmax_lookups_per_hour = 2\nlate_reply = "drop"\n'
+        'late_reply_template = "status_v2"\nlate_reply_language = "en_US"\n'
+        + MINIMAL
+        + 'quiet_hours_start = "22:30"\nquiet_hours_end = "06:15"\n'
+    )
+    settings = parse(text)
+    assert settings.dispatch == DispatchSettings(
+        recipient_spacing_seconds=0,
+        max_attempts=3,
+        stop_pause_seconds=60,
+        ambiguous_grace_seconds=0,
+        unreachable_skip_days=0,
+    )
+    assert settings.lookup == LookupSettings(
+        max_lookups_per_hour=2,
+        late_reply="drop",
+        late_reply_template="status_v2",
+        late_reply_language="en_US",
+    )
+    assert (settings.stores[0].quiet_start, settings.stores[0].quiet_end) == (
+        time(22, 30),
+        time(6, 15),
+    )
+
+
+def test_equal_quiet_hours_are_allowed_only_when_disabled() -> None:
+    """start == end is an empty window: a problem when enabled, accepted when switched off."""
+    same = MINIMAL + 'quiet_hours_start = "08:00"\nquiet_hours_end = "08:00"\n'
+    assert problems_of(same) == [
+        "stores[0].quiet_hours_end: must differ from quiet_hours_start "
+        "(set quiet_hours_enabled = false to turn quiet hours off)"
+    ]
+    store = parse(same + "quiet_hours_enabled = false\n").stores[0]
+    assert store.quiet_hours_enabled is False
+
+
+@pytest.mark.parametrize(
+    ("section", "line", "problem"),
+    [
+        ("dispatch", "recipient_spacing_seconds = -1", "must be zero or more, got -1"),
+        ("dispatch", "max_attempts = 0", "must be between 1 and 100, got 0"),
+        ("dispatch", "stop_pause_seconds = 0", "must be positive, got 0"),
+        ("dispatch", "ambiguous_grace_seconds = -5", "must be zero or more, got -5"),
+        ("dispatch", 'unreachable_skip_days = "7"', "must be a number, got a string"),
+        ("lookup", "max_lookups_per_hour = 0", "must be between 1 and 10000, got 0"),
+        ("lookup", 'late_reply = "ignore"', "must be 'drop' or 'template', got 'ignore'"),
+        ("lookup", 'late_reply_template = " "', "must not be empty"),
+        ("lookup", 'late_reply_language = "english"', "'english' is not a language code"),
+        ("stores[0]", 'quiet_hours_start = "9pm"', "must be a 24-hour time like '21:00'"),
+        ("stores[0]", 'quiet_hours_end = "24:00"', "must be a 24-hour time like '21:00'"),
+        ("stores[0]", 'quiet_hours_enabled = "no"', "must be true or false, got a string"),
+    ],
+)
+def test_bad_new_settings_are_reported_under_their_path(
+    section: str, line: str, problem: str
+) -> None:
+    """Each invalid new key is exactly one problem, named section.key."""
+    if section.startswith("stores"):
+        text = MINIMAL + line + "\n"
+    else:
+        text = f"[{section}]\n{line}\n" + MINIMAL
+    key = line.split(" = ", maxsplit=1)[0]
+    [reported] = problems_of(text)
+    assert reported.startswith(f"{section}.{key}: {problem}"), reported
+
+
+def test_misspelt_lookup_key_gets_a_suggestion() -> None:
+    """Unknown keys in [lookup] are reported with the closest known key."""
+    problems = problems_of('[lookup]\nlate_reply_templat = "x"\n' + MINIMAL)
+    assert problems == [
+        "lookup.late_reply_templat: unknown key (did you mean 'late_reply_template'?)"
+    ]
+
+
+def test_ops_token_comes_from_its_variable_and_stays_hidden() -> None:
+    """NOTIFIER_OPS_TOKEN becomes web.ops_token, revealed only on request, never in repr."""
+    token = "ops-token-0123456789"
+    settings = parse(MINIMAL, {**SECRETS_ENV, "NOTIFIER_OPS_TOKEN": token})
+    assert settings.web.ops_token is not None
+    assert settings.web.ops_token.reveal() == token
+    assert token not in repr(settings) + str(settings.web)
+
+
+def test_ops_token_absent_or_empty_disables_ops_pages() -> None:
+    """No variable, or an empty one, means no token (ops pages off), not a problem."""
+    assert parse(MINIMAL).web.ops_token is None
+    assert parse(MINIMAL, {**SECRETS_ENV, "NOTIFIER_OPS_TOKEN": ""}).web.ops_token is None
+
+
+def test_ops_token_custom_variable_and_minimum_length() -> None:
+    """ops_token_env names the variable; a token under 16 characters is a problem."""
+    text = '[web]\nops_token_env = "MY_OPS"\n' + MINIMAL
+    long_token = "x" * 16
+    web = parse(text, {**SECRETS_ENV, "MY_OPS": long_token, "NOTIFIER_OPS_TOKEN": "y" * 20}).web
+    assert web.ops_token is not None
+    assert web.ops_token.reveal() == long_token
+    assert problems_of(text, {**SECRETS_ENV, "MY_OPS": "short"}) == [
+        "web.ops_token: must be at least 16 characters (MY_OPS)"
+    ]

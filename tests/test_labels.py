@@ -76,9 +76,7 @@ def test_unknown_language_falls_back_to_english(lang: str | None) -> None:
 
 def test_overrides_win_and_missing_keys_fall_back() -> None:
     """A store's override replaces one label; keys it does not override stay English."""
-    labels = Labels.for_language(
-        "pt", {"pt": {"payment.PAID": "Pago", "unknown": "Desconhecido"}}
-    )
+    labels = Labels.for_language("pt", {"pt": {"payment.PAID": "Pago", "unknown": "Desconhecido"}})
     assert labels.payment("PAID") == "Pago"
     assert labels.fulfillment("FULFILLED") == "Shipped"
     assert labels.status("WHATEVER") == "Desconhecido"

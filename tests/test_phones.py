@@ -84,7 +84,9 @@ def test_lower_case_country_is_accepted() -> None:
 
 @given(
     raw=st.one_of(st.none(), st.text(), st.from_regex(r"\+?[0-9 ()\-]{0,30}", fullmatch=True)),
-    country=st.sampled_from([None, "", "DE", "BR", "AR", "IN", "US", "XX", "de", "??", "ZZ", "001"]),
+    country=st.sampled_from(
+        [None, "", "DE", "BR", "AR", "IN", "US", "XX", "de", "??", "ZZ", "001"]
+    ),
 )
 def test_normalise_never_raises(raw: str | None, country: str | None) -> None:
     """Any text and any country give a PhoneCheck with exactly one of e164 / problem."""

@@ -14,7 +14,17 @@ import pytest
 import notifier
 
 PACKAGE_DIR = Path(notifier.__file__).parent
-PURE_MODULES = ("diff", "rules", "pricing", "retry", "render", "phones", "signatures")
+PURE_MODULES = (
+    "diff",
+    "rules",
+    "pricing",
+    "retry",
+    "render",
+    "phones",
+    "signatures",
+    "webhook_parse",
+    "inbound",
+)
 
 FORBIDDEN_MODULES = frozenset(
     {

@@ -10,7 +10,13 @@ from sqlalchemy import Engine
 
 from notifier.domain import Price, Snapshot
 from notifier.store import inbox, ledger, orders, outbox
-from notifier.store.migrate import DatabaseNotAtHead, current_revisions, downgrade, head_revisions, require_head
+from notifier.store.migrate import (
+    DatabaseNotAtHead,
+    current_revisions,
+    downgrade,
+    head_revisions,
+    require_head,
+)
 
 NOW = datetime(2026, 6, 20, 12, 0, tzinfo=UTC)
 
@@ -107,10 +113,16 @@ def test_ledger_keeps_decimal_and_confirms_once(engine: Engine) -> None:
 def test_status_dedupe_and_snapshot_upsert(engine: Engine) -> None:
     """(wamid, status) is stored once; saving a snapshot twice updates it in place."""
     with engine.begin() as conn:
-        assert inbox.record_status(conn, wamid="w", status="sent", callback_data="1", payload={}, event_at=NOW, now=NOW)
-        assert not inbox.record_status(conn, wamid="w", status="sent", callback_data="1", payload={}, event_at=NOW, now=NOW)
+        assert inbox.record_status(
+            conn, wamid="w", status="sent", callback_data="1", payload={}, event_at=NOW, now=NOW
+        )
+        assert not inbox.record_status(
+            conn, wamid="w", status="sent", callback_data="1", payload={}, event_at=NOW, now=NOW
+        )
         orders.ensure_store_state(conn, "s")
-        orders.save_snapshots(conn, "s", [Snapshot("o1", "1", "APPROVED", "NOT_PAID", None)], now=NOW)
+        orders.save_snapshots(
+            conn, "s", [Snapshot("o1", "1", "APPROVED", "NOT_PAID", None)], now=NOW
+        )
         orders.save_snapshots(conn, "s", [Snapshot("o1", "1", "APPROVED", "PAID", None)], now=NOW)
         assert orders.load_snapshots(conn, "s", ["o1"])["o1"].payment_status == "PAID"
         assert orders.count_snapshots(conn, "s") == 1
@@ -122,7 +134,9 @@ def test_service_window_measured_from_inbound_time(engine: Engine) -> None:
         inbox.open_window(conn, "4915123456789", NOW)
         inbox.open_window(conn, "4915123456789", datetime(2026, 6, 19, tzinfo=UTC))
         assert inbox.window_open(conn, "4915123456789", datetime(2026, 6, 21, 11, 59, tzinfo=UTC))
-        assert not inbox.window_open(conn, "4915123456789", datetime(2026, 6, 21, 12, 0, tzinfo=UTC))
+        assert not inbox.window_open(
+            conn, "4915123456789", datetime(2026, 6, 21, 12, 0, tzinfo=UTC)
+        )
 
 
 def test_daemon_refuses_a_database_not_at_head(engine: Engine) -> None:

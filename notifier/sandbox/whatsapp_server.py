@@ -10,13 +10,11 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-import queue
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 import httpx
 import structlog
@@ -27,6 +25,10 @@ from starlette.routing import Route
 
 from notifier.sandbox import whatsapp_templates as meta
 from notifier.sandbox.whatsapp_templates import DEFAULT_TEMPLATES, SandboxError
+from notifier.sandbox.whatsapp_webhooks import WebhookAttempt, WebhookPoster
+from notifier.signatures import sign
+
+__all__ = ["SentMessage", "WebhookAttempt", "WhatsAppSandbox"]
 
 WINDOW = timedelta(hours=24)
 PAIR_RATE_SPACING = timedelta(seconds=6)
@@ -50,13 +52,6 @@ class SentMessage:
     reply_to: str | None = None
 
 
-class WebhookAttempt(NamedTuple):
-    """One POST to the daemon: its HTTP status (None = no answer) and the exact body."""
-
-    status: int | None
-    body: bytes
-
-
 @dataclass
 class _ForcedFailure:
     code: int
@@ -64,96 +59,6 @@ class _ForcedFailure:
     http_status: int
     retry_after: float | None
     to: str | None
-
-
-@dataclass
-class _Delivery:
-    due: float
-    bodies: list[bytes]
-
-
-class WebhookPoster:
-    """Posts signed webhook bodies to ``url`` from one worker thread, with a few retries."""
-
-    def __init__(
-        self, url: str, app_secret: str, *, attempts: int = 3, backoff: float = 0.05
-    ) -> None:
-        self.url = url
-        self.delay = 0.0
-        self._app_secret = app_secret
-        self._attempts = attempts
-        self._backoff = backoff
-        self._queue: queue.Queue[_Delivery] = queue.Queue()
-        self._stop = threading.Event()
-        self._idle = threading.Condition()
-        self._pending = 0
-        self._log_lock = threading.Lock()
-        self._log: list[WebhookAttempt] = []
-        self._thread = threading.Thread(target=self._run, name="wa-sandbox-webhooks", daemon=True)
-        self._thread.start()
-
-    def submit(self, bodies: list[bytes], delay: float) -> None:
-        with self._idle:
-            self._pending += 1
-        self._queue.put(_Delivery(time.monotonic() + delay, bodies))
-
-    def post(self, client: httpx.Client, body: bytes, signature: str | None) -> int | None:
-        """POST ``body``; retry a failed POST a few times, then drop it (and log that)."""
-        status: int | None = None
-        for attempt in range(self._attempts):
-            if self.delay and self._stop.wait(self.delay):
-                break
-            status = self._post_once(client, body, signature)
-            if status is not None and status < 300:
-                return status
-            if self._stop.wait(self._backoff * 2**attempt):
-                break
-        structlog.get_logger().warning("sandbox.webhook.dropped", url=self.url, status=status)
-        return status
-
-    def log(self) -> list[WebhookAttempt]:
-        with self._log_lock:
-            return list(self._log)
-
-    def wait_idle(self, timeout: float) -> bool:
-        with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5.0)
-
-    def _post_once(self, client: httpx.Client, body: bytes, signature: str | None) -> int | None:
-        headers = {"Content-Type": "application/json"}
-        if signature is not None:
-            headers["X-Hub-Signature-256"] = signature
-        try:
-            status: int | None = client.post(self.url, content=body, headers=headers).status_code
-        except httpx.HTTPError:
-            status = None
-        with self._log_lock:
-            self._log.append(WebhookAttempt(status, body))
-        return status
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=2.0) as client:
-            while not self._stop.is_set():
-                try:
-                    delivery = self._queue.get(timeout=0.05)
-                except queue.Empty:
-                    continue
-                try:
-                    self._deliver(client, delivery)
-                finally:
-                    with self._idle:
-                        self._pending -= 1
-                        self._idle.notify_all()
-
-    def _deliver(self, client: httpx.Client, delivery: _Delivery) -> None:
-        if self._stop.wait(max(0.0, delivery.due - time.monotonic())):
-            return
-        for body in delivery.bodies:
-            self.post(client, body, meta.hub_signature(self._app_secret, body))
 
 
 class WhatsAppSandbox:
@@ -195,7 +100,9 @@ class WhatsAppSandbox:
         self._pair_rate_limit = False
         self._wamids = itertools.count(1)
         self._inbound_ids = itertools.count(1)
-        self._poster = WebhookPoster(webhook_url, app_secret) if webhook_url else None
+        self._poster: WebhookPoster | None = None
+        self._webhook_delay = 0.0
+        self.webhook_url = webhook_url
         self.app = Starlette(
             routes=[
                 Route("/{version}/{phone_number_id}/messages", self._messages, methods=["POST"]),
@@ -272,6 +179,21 @@ class WhatsAppSandbox:
             return list(self.sent)
 
     @property
+    def webhook_url(self) -> str | None:
+        """Where webhooks go; None stops posting (queued ones are dropped) until it is set."""
+        with self._lock:
+            return self._poster.url if self._poster else None
+
+    @webhook_url.setter
+    def webhook_url(self, url: str | None) -> None:
+        with self._lock:
+            if self._poster is None and url is not None:
+                self._poster = WebhookPoster(url, self.app_secret)
+                self._poster.delay = self._webhook_delay
+            if self._poster is not None:
+                self._poster.url = url
+
+    @property
     def webhook_log(self) -> list[WebhookAttempt]:
         """Every webhook POST attempt, in order: (status the daemon returned, exact body)."""
         return self._poster.log() if self._poster else []
@@ -279,10 +201,11 @@ class WhatsAppSandbox:
     @property
     def webhook_delay(self) -> float:
         """Extra wait before each webhook POST (a slow Meta)."""
-        return self._poster.delay if self._poster else 0.0
+        return self._webhook_delay
 
     @webhook_delay.setter
     def webhook_delay(self, seconds: float) -> None:
+        self._webhook_delay = seconds
         if self._poster is not None:
             self._poster.delay = seconds
 
@@ -300,21 +223,37 @@ class WhatsAppSandbox:
         timestamp: datetime | None = None,
     ) -> str:
         """POST a signed inbound text webhook now and open the sender's window; return its id."""
-        at = timestamp or self._clock()
         wa_id = _digits(from_wa_id)
         message_id = message_id or f"wamid.SBX.IN.{next(self._inbound_ids)}"
-        self.open_window(wa_id, at)
-        value = meta.inbound_text_value(wa_id, name, message_id, at, body)
-        raw = meta.meta_json(self._envelope(value))
-        self.post_raw(raw, meta.hub_signature(self.app_secret, raw))
+        message = meta.inbound_text_message(wa_id, message_id, timestamp or self._clock(), body)
+        self.post_inbound([message], contacts=meta.contacts_for([message], name))
         return message_id
+
+    def post_inbound(
+        self, value_messages: list[dict[str, Any]], *, contacts: list[dict[str, Any]] | None = None
+    ) -> int | None:
+        """POST ``value_messages`` (any type, as given) signed; open each sender's window.
+
+        ``contacts`` defaults to one "Customer" profile per sender. Returns the daemon's status.
+        """
+        for message in value_messages:
+            if "from" in message:
+                self.open_window(_digits(str(message["from"])), self._sent_at(message))
+        if contacts is None:
+            contacts = meta.contacts_for(value_messages)
+        return self._post_value({"contacts": contacts, "messages": value_messages})
+
+    def post_statuses(self, statuses: list[dict[str, Any]]) -> int | None:
+        """POST raw ``statuses[]`` items, as given, in Meta's envelope, signed; the status."""
+        return self._post_value({"statuses": statuses})
 
     def post_raw(self, body: bytes, signature: str | None) -> int | None:
         """POST ``body`` to the webhook URL as is (``signature`` None = no header); the status."""
-        if self._poster is None:
+        poster = self._poster
+        if poster is None or poster.url is None:
             raise RuntimeError("the sandbox has no webhook_url")
         with httpx.Client(timeout=5.0) as client:
-            return self._poster.post(client, body, signature)
+            return poster.post(client, body, signature)
 
     def close(self) -> None:
         """Stop the webhook worker (queued webhooks are dropped)."""
@@ -441,16 +380,9 @@ class WhatsAppSandbox:
         return opened is not None and self._clock() - opened < WINDOW
 
     def _queue_statuses(self, message: SentMessage, category: str, now: datetime) -> None:
-        if self._poster is None:
+        if self._poster is None or self._poster.url is None:
             return
-        wa_id = message.to[1:]
-        if wa_id in self._undeliverable:
-            statuses = [self._failed(message, now, 131026, "Message Undeliverable.")]
-        elif message.type == "text" and not self._window_open(wa_id):
-            statuses = [self._failed(message, now, 131047, "More than 24 hours have passed.")]
-        else:
-            free = category in ("utility", "service") and self._window_open(wa_id)
-            statuses = self._progress(message, meta.pricing(category, free), now)
+        statuses = self._statuses_for(message, category, now)
         if self.shuffle_statuses:
             statuses.reverse()
         if self.duplicate_statuses:
@@ -458,28 +390,29 @@ class WhatsAppSandbox:
         bodies = [meta.meta_json(self._envelope({"statuses": [s]})) for s in statuses]
         self._poster.submit(bodies, self.status_delay)
 
-    def _progress(
-        self, message: SentMessage, pricing: dict[str, Any], now: datetime
+    def _statuses_for(
+        self, message: SentMessage, category: str, now: datetime
     ) -> list[dict[str, Any]]:
+        wa_id = message.to[1:]
+        ids = (message.wamid, wa_id, message.callback_data)
+        if wa_id in self._undeliverable:
+            return [meta.failed_status(*ids, now, 131026, "Message Undeliverable.")]
+        if message.type == "text" and not self._window_open(wa_id):
+            return [meta.failed_status(*ids, now, 131047, "More than 24 hours have passed.")]
+        free = category in ("utility", "service") and self._window_open(wa_id)
         steps = ["sent", "delivered", "read"] if self.send_read else ["sent", "delivered"]
-        statuses = []
-        for offset, step in enumerate(steps):
-            item = _status(message, step, now + timedelta(seconds=offset))
-            if step != "read":  # pricing comes on sent and once more on delivered
-                item["pricing"] = dict(pricing)
-            statuses.append(item)
-        return statuses
-
-    @staticmethod
-    def _failed(message: SentMessage, now: datetime, code: int, details: str) -> dict[str, Any]:
-        return {**_status(message, "failed", now), "errors": [meta.status_error(code, details)]}
+        return meta.progress_statuses(*ids, meta.pricing(category, free), steps, now)
 
     def _envelope(self, value: dict[str, Any]) -> dict[str, Any]:
         return meta.envelope(self.waba_id, self.phone_number_id, value, DISPLAY_PHONE_NUMBER)
 
+    def _post_value(self, value: dict[str, Any]) -> int | None:
+        raw = meta.meta_json(self._envelope(value))
+        return self.post_raw(raw, sign(self.app_secret, raw))
 
-def _status(message: SentMessage, status: str, at: datetime) -> dict[str, Any]:
-    return meta.status_item(message.wamid, status, at, message.to[1:], message.callback_data)
+    def _sent_at(self, message: dict[str, Any]) -> datetime:
+        stamp = str(message.get("timestamp", ""))
+        return datetime.fromtimestamp(int(stamp), UTC) if stamp.isdigit() else self._clock()
 
 
 def _error_response(error: SandboxError) -> JSONResponse:

@@ -3,18 +3,16 @@ and the exact shapes of Meta's error bodies and webhooks.
 
 Templates are kept in Meta's ``message_templates`` list-response shape so the real client
 parses them unchanged. ``check_template_send`` raises the error a real send would get.
-Webhook bodies are serialised like Meta's (``meta_json``) and signed over those raw bytes.
+Webhook bodies are serialised like Meta's (``meta_json``); the server signs those raw bytes.
 """
 
 from __future__ import annotations
 
 import base64
 import copy
-import hashlib
-import hmac
 import json
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 _TRACK_BUTTON = {
@@ -222,12 +220,6 @@ def _check_naming(template: dict[str, Any], params: list[dict[str, Any]]) -> Non
             raise SandboxError(100, f"body: unknown parameter names {unknown}")
 
 
-def hub_signature(app_secret: str, raw_body: bytes) -> str:
-    """The ``X-Hub-Signature-256`` header value for ``raw_body``."""
-    digest = hmac.new(app_secret.encode(), raw_body, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
-
-
 def meta_json(payload: dict[str, Any]) -> bytes:
     """Serialise like Meta: compact, non-ASCII as \\uXXXX and '/' as '\\/'."""
     # '/' only ever occurs inside JSON strings, where '\/' is a valid escape.
@@ -268,17 +260,47 @@ def status_error(code: int, details: str) -> dict[str, Any]:
     return {"code": code, "title": title, "message": title, "error_data": {"details": details}}
 
 
-def inbound_text_value(
-    wa_id: str, name: str, message_id: str, at: datetime, body: str
+def progress_statuses(
+    wamid: str,
+    recipient_id: str,
+    callback_data: str | None,
+    pricing: dict[str, Any],
+    steps: list[str],
+    start: datetime,
+) -> list[dict[str, Any]]:
+    """One status item per step, a second apart; every step but ``read`` carries pricing."""
+    statuses = []
+    for offset, step in enumerate(steps):
+        item = status_item(
+            wamid, step, start + timedelta(seconds=offset), recipient_id, callback_data
+        )
+        if step != "read":
+            item["pricing"] = dict(pricing)
+        statuses.append(item)
+    return statuses
+
+
+def failed_status(
+    wamid: str, recipient_id: str, callback_data: str | None, at: datetime, code: int, details: str
 ) -> dict[str, Any]:
-    message = {
+    item = status_item(wamid, "failed", at, recipient_id, callback_data)
+    return {**item, "errors": [status_error(code, details)]}
+
+
+def inbound_text_message(wa_id: str, message_id: str, at: datetime, body: str) -> dict[str, Any]:
+    return {
         "from": wa_id,
         "id": message_id,
         "timestamp": unix(at),
         "type": "text",
         "text": {"body": body},
     }
-    return {"contacts": [{"profile": {"name": name}, "wa_id": wa_id}], "messages": [message]}
+
+
+def contacts_for(messages: list[dict[str, Any]], name: str = "Customer") -> list[dict[str, Any]]:
+    """One ``contacts[]`` item per distinct sender, in order of first appearance."""
+    senders = dict.fromkeys(str(m["from"]) for m in messages if "from" in m)
+    return [{"profile": {"name": name}, "wa_id": wa_id} for wa_id in senders]
 
 
 def project(template: dict[str, Any], fields: str | None) -> dict[str, Any]:

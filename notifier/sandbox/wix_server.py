@@ -12,6 +12,7 @@ import base64
 import binascii
 import copy
 import json
+import operator
 import threading
 import time
 import uuid
@@ -27,8 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from notifier.domain import Tracking
-from notifier.sandbox.wix_query import QueryError, compile_filter, mentions_status, sort_orders
-from notifier.wix_parse import format_datetime, parse_datetime, parse_decimal
+from notifier.wix_parse import dig, format_datetime, parse_datetime, parse_decimal
 
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 50
@@ -45,6 +45,142 @@ _ERROR_CODES = {
 }
 
 Handler = Callable[[Request, Any], Response]
+
+
+# -- the query language ---------------------------------------------------------------------
+
+DATE_FIELDS = frozenset({"updatedDate", "createdDate", "purchasedDate"})
+QUERYABLE = DATE_FIELDS | {
+    "number",
+    "status",
+    "paymentStatus",
+    "fulfillmentStatus",
+    "buyerInfo.email",
+}
+_RANGE_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "$gt": operator.gt,
+    "$gte": operator.ge,
+    "$lt": operator.lt,
+    "$lte": operator.le,
+}
+Predicate = Callable[[Mapping[str, Any]], bool]
+
+
+class QueryError(Exception):
+    """A filter, sort or paging Wix would reject with a validation error."""
+
+    def __init__(self, field: str, description: str) -> None:
+        super().__init__(f"{field}: {description}")
+        self.field = field
+        self.description = description
+
+
+def _typed(field: str, raw: object) -> Any:
+    if field in DATE_FIELDS:
+        return parse_datetime(raw)
+    if field == "number":
+        return parse_decimal(raw)  # Wix returns "10126" yet filters by 10126: compare numbers
+    return raw if isinstance(raw, str) else None
+
+
+def field_value(order: Mapping[str, Any], field: str) -> Any:
+    """The typed value of a queryable field: datetimes for dates, Decimal for number."""
+    return _typed(field, dig(order, *field.split(".")))
+
+
+def _operand(field: str, value: object) -> Any:
+    converted = _typed(field, value)
+    if converted is None:
+        raise QueryError(f"filter.{field}", f"invalid value {value!r}")
+    return converted
+
+
+def _compile_op(field: str, op: str, operand: object) -> Callable[[Any], bool]:
+    if op == "$in":
+        if not isinstance(operand, list):
+            raise QueryError(f"filter.{field}", "$in needs a list")
+        options = [_operand(field, v) for v in operand]
+        return lambda actual: actual is not None and actual in options
+    wanted = None if operand is None and op in ("$eq", "$ne") else _operand(field, operand)
+    if op == "$eq":
+        return lambda actual: bool(actual == wanted)
+    if op == "$ne":
+        return lambda actual: bool(actual != wanted)
+    compare = _RANGE_OPS.get(op)
+    if compare is None:
+        raise QueryError(f"filter.{field}", f"unsupported operator {op}")
+    return lambda actual: actual is not None and compare(actual, wanted)
+
+
+def _compile_field(field: str, condition: object) -> Predicate:
+    if field not in QUERYABLE:
+        raise QueryError(f"filter.{field}", "field is not filterable")
+    ops: dict[str, Any] = (
+        condition
+        if isinstance(condition, dict) and condition and all(str(k)[:1] == "$" for k in condition)
+        else {"$eq": condition}
+    )
+    if field in DATE_FIELDS and ops.keys() & {"$gt", "$gte"} and ops.keys() & {"$lt", "$lte"}:
+        raise QueryError(f"filter.{field}", "use $and for a lower and an upper date bound")
+    tests = [_compile_op(field, op, operand) for op, operand in ops.items()]
+    return lambda order: all(test(field_value(order, field)) for test in tests)
+
+
+def compile_filter(query: object) -> Predicate:
+    """A predicate over raw orders for a Mongo-like Wix filter; raises QueryError if invalid."""
+    if not isinstance(query, dict):
+        raise QueryError("filter", "filter must be an object")
+    parts: list[Predicate] = []
+    for key, condition in query.items():
+        if key in ("$and", "$or"):
+            if not isinstance(condition, list) or not condition:
+                raise QueryError(f"filter.{key}", "needs a non-empty list")
+            subs = [compile_filter(sub) for sub in condition]
+            parts.append(_all_of(subs) if key == "$and" else _any_of(subs))
+        else:
+            parts.append(_compile_field(key, condition))
+    return _all_of(parts)
+
+
+def _all_of(predicates: list[Predicate]) -> Predicate:
+    return lambda order: all(p(order) for p in predicates)
+
+
+def _any_of(predicates: list[Predicate]) -> Predicate:
+    return lambda order: any(p(order) for p in predicates)
+
+
+def mentions_status(query: object) -> bool:
+    """True when the filter names ``status`` anywhere (Wix then stops hiding PENDING/REJECTED)."""
+    if isinstance(query, dict):
+        return "status" in query or any(mentions_status(v) for v in query.values())
+    if isinstance(query, list):
+        return any(mentions_status(v) for v in query)
+    return False
+
+
+def sort_orders(orders: list[dict[str, Any]], sort: object) -> list[dict[str, Any]]:
+    """Orders sorted by Wix ``sort`` specs (stable, missing values first), ties by id."""
+    if not isinstance(sort, list):
+        raise QueryError("sort", "sort must be a list")
+    ordered = sorted(orders, key=lambda o: str(o.get("id")))
+    for spec in reversed(sort):
+        field, direction = dig(spec, "fieldName"), dig(spec, "order") or "ASC"
+        if field not in QUERYABLE or direction not in ("ASC", "DESC"):
+            raise QueryError("sort", f"cannot sort by {spec!r}")
+        ordered.sort(key=_sort_key(field), reverse=direction == "DESC")
+    return ordered
+
+
+def _sort_key(field: str) -> Callable[[Mapping[str, Any]], tuple[int, Any]]:
+    def key(order: Mapping[str, Any]) -> tuple[int, Any]:
+        value = field_value(order, field)
+        return (0, 0) if value is None else (1, value)
+
+    return key
+
+
+# -- responses --------------------------------------------------------------------------------
 
 
 def wix_error(status: int, message: str, code: str | None = None) -> JSONResponse:
@@ -165,9 +301,7 @@ class WixSandbox:
     def set_status(self, order_id: str, status: str) -> None:
         self._change(order_id, status=status)
 
-    def set_fulfillment(
-        self, order_id: str, status: str, tracking: Tracking | None = None
-    ) -> None:
+    def set_fulfillment(self, order_id: str, status: str, tracking: Tracking | None = None) -> None:
         """Set ``fulfillmentStatus``; with ``tracking``, also add a fulfilment carrying it."""
         with self._lock:
             if tracking is not None:
@@ -177,6 +311,11 @@ class WixSandbox:
     def order(self, order_id: str) -> dict[str, Any]:
         with self._lock:
             return copy.deepcopy(self._orders[order_id])
+
+    def order_ids(self) -> list[str]:
+        """Every stored order id, in insertion order."""
+        with self._lock:
+            return list(self._orders)
 
     def order_id_by_number(self, number: str | int) -> str:
         wanted = parse_decimal(number)
@@ -381,9 +520,11 @@ class WixSandbox:
         if not isinstance(cursor, str):
             raise QueryError("cursorPaging.cursor", "must be a string")
         query = _decode_cursor(cursor)
-        return {"filter": query.get("filter", {}), "sort": query.get("sort", [])}, query[
-            "offset"
-        ], limit
+        return (
+            {"filter": query.get("filter", {}), "sort": query.get("sort", [])},
+            query["offset"],
+            limit,
+        )
 
     def _get(self, request: Request, body: Any) -> Response:
         order = self._orders.get(request.path_params["order_id"])
@@ -392,7 +533,10 @@ class WixSandbox:
         return JSONResponse({"order": copy.deepcopy(order)})
 
     def _with_fulfilments(self, order_id: str) -> dict[str, Any]:
-        return {"orderId": order_id, "fulfillments": copy.deepcopy(self._fulfilments.get(order_id, []))}
+        return {
+            "orderId": order_id,
+            "fulfillments": copy.deepcopy(self._fulfilments.get(order_id, [])),
+        }
 
     def _fulfilments_of(self, request: Request, body: Any) -> Response:
         order_id = request.path_params["order_id"]

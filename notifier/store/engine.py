@@ -21,7 +21,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if not in_memory:
         kwargs.setdefault("poolclass", NullPool)
     engine = create_engine(
-        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}, **kwargs
+        url,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+        **kwargs,
     )
     _tune_sqlite(engine)
     return engine

@@ -169,4 +169,6 @@ def opt_in(conn: Connection, wa_id: str) -> bool:
 
 
 def is_opted_out(conn: Connection, wa_id: str) -> bool:
-    return conn.execute(select(opt_outs.c.wa_id).where(opt_outs.c.wa_id == wa_id)).first() is not None
+    return (
+        conn.execute(select(opt_outs.c.wa_id).where(opt_outs.c.wa_id == wa_id)).first() is not None
+    )

@@ -47,7 +47,9 @@ def finish_poll(
     """A whole run succeeded: the watermark moves (never backwards) and the baseline is sealed."""
     values: dict[str, object] = {"last_poll_ok_at": now, "last_poll_error": None}
     state = get_store_state(conn, store)
-    if watermark is not None and (state is None or state.watermark is None or watermark > state.watermark):
+    if watermark is not None and (
+        state is None or state.watermark is None or watermark > state.watermark
+    ):
         values["watermark"] = watermark
     if baseline_done:
         values["baseline_at"] = now
@@ -63,10 +65,36 @@ def record_poll_error(conn: Connection, store: str, error: str) -> None:
 def start_poll_run(conn: Connection, store: str, *, now: datetime, baseline: bool) -> int:
     result = conn.execute(
         insert(poll_runs)
-        .values(store=store, started_at=now, baseline=baseline, pages=0, orders_seen=0, events=0, queued=0)
+        .values(
+            store=store,
+            started_at=now,
+            baseline=baseline,
+            pages=0,
+            orders_seen=0,
+            events=0,
+            queued=0,
+        )
         .returning(poll_runs.c.id)
     )
     return int(result.scalar_one())
+
+
+@dataclass
+class RunCounts:
+    """What one poll run read and did; also its canonical log line's numbers."""
+
+    pages: int = 0
+    orders_seen: int = 0
+    events: int = 0
+    queued: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "pages": self.pages,
+            "orders_seen": self.orders_seen,
+            "events": self.events,
+            "queued": self.queued,
+        }
 
 
 def end_poll_run(
@@ -75,18 +103,13 @@ def end_poll_run(
     *,
     now: datetime,
     ok: bool,
-    pages: int,
-    orders_seen: int,
-    events: int,
-    queued: int,
+    counts: RunCounts,
     error: str | None = None,
 ) -> None:
     conn.execute(
         update(poll_runs)
         .where(poll_runs.c.id == run_id)
-        .values(
-            finished_at=now, ok=ok, pages=pages, orders_seen=orders_seen, events=events, queued=queued, error=error
-        )
+        .values(finished_at=now, ok=ok, error=error, **counts.as_dict())
     )
 
 
@@ -134,6 +157,8 @@ def _snapshot_values(snapshot: Snapshot, now: datetime) -> dict[str, object]:
 def count_snapshots(conn: Connection, store: str) -> int:
     return int(
         conn.execute(
-            select(func.count()).select_from(order_snapshots).where(order_snapshots.c.store == store)
+            select(func.count())
+            .select_from(order_snapshots)
+            .where(order_snapshots.c.store == store)
         ).scalar_one()
     )

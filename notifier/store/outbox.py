@@ -14,13 +14,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, RowMapping, and_, func, insert, or_, select, update
 
 from notifier.domain import RenderedTemplate, TemplateParam
 from notifier.store.dialect import insert_for
 from notifier.store.tables import messages
 
-RANK = {"queued": 0, "sending": 1, "ambiguous": 1, "accepted": 2, "sent": 3, "delivered": 4, "read": 5}
+RANK = {
+    "queued": 0,
+    "sending": 1,
+    "ambiguous": 1,
+    "accepted": 2,
+    "sent": 3,
+    "delivered": 4,
+    "read": 5,
+}
 FINAL = frozenset({"failed", "skipped"})
 
 
@@ -43,10 +51,13 @@ class OutboxMessage:
 
     @property
     def template(self) -> RenderedTemplate:
-        body = tuple(TemplateParam(text, name) for name, text in self.payload.get("body", []))
-        return RenderedTemplate(
-            self.payload["name"], self.payload["language"], body, self.payload.get("button")
-        )
+        return rendered_from_payload(self.payload)
+
+
+def rendered_from_payload(payload: Mapping[str, Any]) -> RenderedTemplate:
+    """The inverse of ``template_payload``."""
+    body = tuple(TemplateParam(text, name) for name, text in payload.get("body", []))
+    return RenderedTemplate(payload["name"], payload["language"], body, payload.get("button"))
 
 
 def template_payload(rendered: RenderedTemplate) -> dict[str, Any]:
@@ -146,7 +157,7 @@ def find(conn: Connection, *, wamid: str | None, message_id: int | None) -> Outb
     return None if row is None else _to_message(row._mapping)
 
 
-def _to_message(row: Mapping[str, Any]) -> OutboxMessage:
+def _to_message(row: RowMapping) -> OutboxMessage:
     return OutboxMessage(
         id=row["id"],
         store=row["store"],
@@ -165,13 +176,17 @@ def _to_message(row: Mapping[str, Any]) -> OutboxMessage:
     )
 
 
-def set_status(conn: Connection, message_id: int, status: str, *, now: datetime, **values: Any) -> None:
+def set_status(
+    conn: Connection, message_id: int, status: str, *, now: datetime, **values: Any
+) -> None:
     """Unconditional move, for the dispatcher that holds the claim on this row."""
     stamp = {"accepted": "sent_at", "failed": "failed_at"}.get(status)
     if stamp:
         values.setdefault(stamp, now)
     conn.execute(
-        update(messages).where(messages.c.id == message_id).values(status=status, updated_at=now, **values)
+        update(messages)
+        .where(messages.c.id == message_id)
+        .values(status=status, updated_at=now, **values)
     )
 
 
@@ -179,7 +194,9 @@ def advance_status(
     conn: Connection, message_id: int, status: str, *, at: datetime, now: datetime, **values: Any
 ) -> bool:
     """Apply a delivery status monotonically: never backwards, nothing after a final state."""
-    current = conn.execute(select(messages.c.status).where(messages.c.id == message_id)).scalar_one()
+    current = conn.execute(
+        select(messages.c.status).where(messages.c.id == message_id)
+    ).scalar_one()
     if current in FINAL:
         return False
     if status == "failed":
@@ -187,11 +204,18 @@ def advance_status(
             return False
     elif RANK.get(status, -1) <= RANK.get(current, -1):
         return False
-    stamp = {"delivered": "delivered_at", "read": "read_at", "failed": "failed_at", "sent": "sent_at"}
+    stamp = {
+        "delivered": "delivered_at",
+        "read": "read_at",
+        "failed": "failed_at",
+        "sent": "sent_at",
+    }
     if status in stamp and status != "sent":
         values.setdefault(stamp[status], at)
     conn.execute(
-        update(messages).where(messages.c.id == message_id).values(status=status, updated_at=now, **values)
+        update(messages)
+        .where(messages.c.id == message_id)
+        .values(status=status, updated_at=now, **values)
     )
     return True
 
@@ -220,4 +244,6 @@ def stale_ambiguous(conn: Connection, *, older_than: datetime) -> list[OutboxMes
 
 def insert_message_row(conn: Connection, **values: Any) -> int:
     """Raw insert for replies (they have no order and are never deduplicated by event)."""
-    return int(conn.execute(insert(messages).values(**values).returning(messages.c.id)).scalar_one())
+    return int(
+        conn.execute(insert(messages).values(**values).returning(messages.c.id)).scalar_one()
+    )

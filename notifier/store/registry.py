@@ -65,7 +65,5 @@ def raise_alert(conn: Connection, *, key: str, kind: str, message: str, now: dat
 
 
 def open_alerts(conn: Connection) -> list[Alert]:
-    rows = conn.execute(
-        select(alerts).where(alerts.c.resolved_at.is_(None)).order_by(alerts.c.id)
-    )
+    rows = conn.execute(select(alerts).where(alerts.c.resolved_at.is_(None)).order_by(alerts.c.id))
     return [Alert(r.key, r.kind, r.message, r.created_at) for r in rows]

@@ -1,0 +1,164 @@
+"""Composition root: build every adapter and use case from settings, in one place.
+
+Tests and the demo call ``build`` too, handing in a clock, an RNG or HTTP transports; nothing is
+constructed at import time.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+
+import httpx
+import structlog
+from sqlalchemy import Engine
+
+from notifier.config import Settings, StoreSettings
+from notifier.dispatch import Dispatcher, DispatchResult
+from notifier.lookup import Responder, StoreLookup
+from notifier.pricing import DEFAULT_RATE_CARD_PACKAGE, DEFAULT_RATE_CARD_RESOURCE, RateCard
+from notifier.retry import RetryPolicy
+from notifier.store import registry
+from notifier.store.engine import make_engine
+from notifier.sync import SyncResult, sync_store
+from notifier.webhooks import process_pending_receipts
+from notifier.whatsapp import WhatsAppClient
+from notifier.wix import WixClient
+
+log = structlog.get_logger("notifier.bootstrap")
+
+
+def utc_now() -> datetime:
+    """The one real clock; everything else receives ``now`` or a clock."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class StoreRuntime:
+    settings: StoreSettings
+    wix: WixClient
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    clock: Callable[[], datetime]
+    stores: list[StoreRuntime]
+    whatsapp: WhatsAppClient
+    rate_cards: dict[str, RateCard]
+    dispatcher: Dispatcher
+    responder: Responder = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.responder = Responder(
+            self.engine,
+            [StoreLookup(s.settings, s.wix) for s in self.stores],
+            self.settings.lookup,
+            self.clock,
+            on_queued=self.dispatch,
+        )
+
+    def sync(self, store: StoreRuntime) -> SyncResult:
+        return sync_store(store.settings, store.wix, self.engine, self.clock)
+
+    def sync_all(self) -> list[SyncResult]:
+        return [self.sync(store) for store in self.stores]
+
+    def dispatch(self) -> DispatchResult:
+        return self.dispatcher.dispatch_due()
+
+    def process_webhooks(self) -> int:
+        return process_pending_receipts(
+            self.engine, self.rate_cards, self.clock, self.responder.handle
+        )
+
+    def refresh_templates(self) -> list[str]:
+        """Fetch the business account's templates; returns every configured pair that is missing."""
+        infos = self.whatsapp.list_templates()
+        with self.engine.begin() as conn:
+            registry.replace_templates(conn, infos, now=self.clock())
+        available = {(t.name, t.language) for t in infos}
+        missing = sorted(
+            f"{store.settings.name}: template {rule.template!r} in language {language!r}"
+            for store in self.stores
+            for rule in store.settings.rules
+            for language in rule.languages
+            if (rule.template, language) not in available
+        )
+        for problem in missing:
+            log.error("templates.missing", problem=problem)
+        log.info("templates.refreshed", count=len(infos), missing=len(missing))
+        return missing
+
+    def close(self) -> None:
+        for store in self.stores:
+            store.wix.close()
+        self.whatsapp.close()
+        self.engine.dispose()
+
+
+def load_rate_card(settings: Settings, store: StoreSettings) -> RateCard:
+    """The shipped card, then the deployment's override, then the store's own (later wins)."""
+    text = (resources.files(DEFAULT_RATE_CARD_PACKAGE) / DEFAULT_RATE_CARD_RESOURCE).read_text(
+        "utf-8"
+    )
+    card = RateCard.from_toml(text, source="shipped rate card")
+    for path in (settings.rate_card_path, store.rate_card_path):
+        if path is not None:
+            card = card.merged(RateCard.from_toml(Path(path).read_text("utf-8"), source=str(path)))
+    return card
+
+
+def build(
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    rng: random.Random | None = None,
+    engine: Engine | None = None,
+    wix_transport: httpx.BaseTransport | None = None,
+    whatsapp_transport: httpx.BaseTransport | None = None,
+) -> Runtime:
+    engine = engine or make_engine(settings.database_url)
+    stores = [
+        StoreRuntime(
+            s,
+            WixClient(
+                base_url=s.wix_base_url,
+                api_key=s.api_key.reveal(),
+                site_id=s.site_id,
+                timeout=s.request_timeout_seconds,
+                transport=wix_transport,
+            ),
+        )
+        for s in settings.stores
+    ]
+    wa = settings.whatsapp
+    whatsapp = WhatsAppClient(
+        base_url=wa.base_url,
+        api_version=wa.api_version,
+        phone_number_id=wa.phone_number_id,
+        waba_id=wa.waba_id,
+        access_token=wa.access_token.reveal(),
+        timeout=wa.timeout_seconds,
+        transport=whatsapp_transport,
+    )
+    rate_cards = {s.name: load_rate_card(settings, s) for s in settings.stores}
+    dispatch = settings.dispatch
+    dispatcher = Dispatcher(
+        engine=engine,
+        sender=whatsapp,
+        rate_cards=rate_cards,
+        default_languages={s.name: s.default_language for s in settings.stores},
+        clock=clock,
+        rng=rng or random.Random(),
+        policy=RetryPolicy(max_attempts=dispatch.max_attempts),
+        recipient_spacing=timedelta(seconds=dispatch.recipient_spacing_seconds),
+        stop_pause=timedelta(seconds=dispatch.stop_pause_seconds),
+        batch_size=dispatch.batch_size,
+    )
+    return Runtime(settings, engine, clock, stores, whatsapp, rate_cards, dispatcher)

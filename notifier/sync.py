@@ -1,0 +1,287 @@
+"""Use case: sync one store — poll Wix, diff against snapshots, queue notifications in the same transaction.
+
+The watermark moves only when a whole run succeeded; a run that fails half-way has committed its
+pages (snapshots and outbox rows together), so the next run re-reads them harmlessly: the diff finds
+nothing new and the dedupe keys refuse a second outbox row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Protocol
+
+import structlog
+from sqlalchemy import Connection, Engine
+
+from notifier import phones, rules
+from notifier.config import StoreSettings
+from notifier.diff import diff
+from notifier.domain import Notification, Order, PollPage, Price, Snapshot, Tracking
+from notifier.errors import NotifierError
+from notifier.labels import Labels
+from notifier.render import MissingParameter, render_template
+from notifier.store import ledger, orders
+from notifier.store.orders import RunCounts
+from notifier.store.outbox import enqueue, template_payload
+
+log = structlog.get_logger("notifier.sync")
+
+TRACKING_PARAMS = frozenset({"tracking_number", "tracking_link", "carrier"})
+
+
+class OrderSource(Protocol):
+    """The part of the Wix adapter a sync needs (WixClient, or anything shaped like it)."""
+
+    def search_pages(self, since: datetime | None) -> Any: ...
+
+    def tracking(self, order_id: str) -> tuple[Tracking, ...]: ...
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    store: str
+    ok: bool
+    baseline: bool
+    counts: RunCounts
+    error: str | None = None
+
+
+@dataclass
+class _Counts(RunCounts):
+    max_updated: datetime | None = None
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    """One message ready to queue: every decision made, nothing written yet."""
+
+    notification: Notification
+    order: Order
+    kwargs: dict[str, Any]
+    skipped_reason: str | None
+
+
+def sync_store(
+    store: StoreSettings, wix: OrderSource, engine: Engine, clock: Callable[[], datetime]
+) -> SyncResult:
+    """Run one poll of ``store`` to the last page; never raises for Wix or data trouble."""
+    structlog.contextvars.bind_contextvars(store=store.name)
+    try:
+        return _sync(store, wix, engine, clock)
+    finally:
+        structlog.contextvars.unbind_contextvars("store")
+
+
+def _sync(
+    store: StoreSettings, wix: OrderSource, engine: Engine, clock: Callable[[], datetime]
+) -> SyncResult:
+    started = clock()
+    with engine.begin() as conn:
+        orders.ensure_store_state(conn, store.name)
+        state = orders.get_store_state(conn, store.name)
+        assert state is not None
+        baseline = state.baseline_at is None
+        run_id = orders.start_poll_run(conn, store.name, now=started, baseline=baseline)
+    since = (
+        None
+        if state.watermark is None
+        else state.watermark - timedelta(seconds=store.overlap_seconds)
+    )
+    counts = _Counts()
+    try:
+        for page in wix.search_pages(since):
+            _apply_page(store, wix, engine, clock, page, baseline=baseline, counts=counts)
+    except NotifierError as exc:
+        return _fail(store, engine, clock, run_id, counts, baseline, exc)
+    finished = clock()
+    with engine.begin() as conn:
+        orders.finish_poll(
+            conn, store.name, now=finished, watermark=counts.max_updated, baseline_done=baseline
+        )
+        orders.end_poll_run(conn, run_id, now=finished, ok=True, counts=counts)
+    if baseline:
+        log.info("baseline_created", count=counts.orders_seen, pages=counts.pages)
+    log.info("poll.finished", baseline=baseline, since=since, **counts.as_dict())
+    return SyncResult(store.name, True, baseline, _plain(counts))
+
+
+def _plain(counts: _Counts) -> RunCounts:
+    return RunCounts(counts.pages, counts.orders_seen, counts.events, counts.queued)
+
+
+def _fail(
+    store: StoreSettings,
+    engine: Engine,
+    clock: Callable[[], datetime],
+    run_id: int,
+    counts: _Counts,
+    baseline: bool,
+    exc: NotifierError,
+) -> SyncResult:
+    error = f"{type(exc).__name__}: {exc}"
+    with engine.begin() as conn:
+        orders.record_poll_error(conn, store.name, error)
+        orders.end_poll_run(conn, run_id, now=clock(), ok=False, error=error, counts=counts)
+    log.warning("poll.failed", error=error, **counts.as_dict())
+    return SyncResult(store.name, False, baseline, _plain(counts), error)
+
+
+def _apply_page(
+    store: StoreSettings,
+    wix: OrderSource,
+    engine: Engine,
+    clock: Callable[[], datetime],
+    page: PollPage,
+    *,
+    baseline: bool,
+    counts: _Counts,
+) -> None:
+    """Decide everything outside the transaction, then write snapshots + outbox rows in one."""
+    for order_id, reason in page.bad_orders:
+        log.warning("order.unreadable", order_id=order_id, reason=reason)
+    with engine.connect() as conn:
+        previous = orders.load_snapshots(conn, store.name, [o.id for o in page.orders])
+    changed: list[Snapshot] = []
+    outgoing: list[_Outgoing] = []
+    for order in page.orders:
+        counts.orders_seen += 1
+        if order.updated_date and (
+            counts.max_updated is None or order.updated_date > counts.max_updated
+        ):
+            counts.max_updated = order.updated_date
+        try:
+            snapshot, messages = _decide(
+                store, wix, order, previous.get(order.id), baseline, counts
+            )
+        except Exception:  # one bad order must never stop the page; it is logged with its id
+            log.exception("order.skipped", order_id=order.id)
+            continue
+        if snapshot != previous.get(order.id):
+            changed.append(snapshot)
+        outgoing.extend(messages)
+    now = clock()
+    with engine.begin() as conn:
+        orders.save_snapshots(conn, store.name, changed, now=now)
+        counts.queued += sum(_queue(conn, store, item, now) for item in outgoing)
+    counts.pages += 1
+
+
+def _decide(
+    store: StoreSettings,
+    wix: OrderSource,
+    order: Order,
+    previous: Snapshot | None,
+    baseline: bool,
+    counts: _Counts,
+) -> tuple[Snapshot, list[_Outgoing]]:
+    snapshot = Snapshot.of(order, previous)
+    if baseline:
+        return snapshot, []
+    events = diff(previous, order)
+    for event in events:
+        if not rules.is_known(event.field, event.new):
+            log.warning(
+                "order.unknown_value", order_id=order.id, field=event.field.value, value=event.new
+            )
+    counts.events += len(events)
+    notes = rules.notifications_for(store.name, events, store.rules)
+    return snapshot, [_prepare(store, wix, order, note) for note in notes]
+
+
+def _prepare(store: StoreSettings, wix: OrderSource, order: Order, note: Notification) -> _Outgoing:
+    rule = note.rule
+    language = _language_for(order, rule.languages, store.default_language)
+    tracking = (
+        _tracking_for(wix, order) if _needs_tracking(rule.params, rule.button_param) else None
+    )
+    recipient = phones.recipient_for(order, store.default_country)
+    base: dict[str, Any] = {
+        "store": store.name,
+        "dedupe_key": note.dedupe_key,
+        "kind": "template",
+        "order_id": order.id,
+        "order_number": order.number,
+        "event": f"{note.event.field.value}:{note.event.new}",
+        "urgency": rule.urgency.value,
+        "recipient": recipient.e164,
+    }
+    labels = Labels.for_language(language, store.labels)
+    try:
+        rendered = render_template(
+            rule,
+            order,
+            language=language,
+            tracking=tracking,
+            labels=labels,
+            name_fallback=store.name_fallback,
+        )
+    except MissingParameter as exc:
+        payload: dict[str, Any] = {
+            "name": rule.template,
+            "language": language,
+            "body": [],
+            "button": None,
+        }
+        return _Outgoing(note, order, {**base, "payload": payload}, f"missing parameter: {exc}")
+    base["payload"] = template_payload(rendered)
+    skipped = None if recipient.e164 else f"{recipient.problem} phone"
+    return _Outgoing(note, order, base, skipped)
+
+
+def _needs_tracking(params: Sequence[str], button_param: str | None) -> bool:
+    return bool(TRACKING_PARAMS & {*params, button_param or ""})
+
+
+def _tracking_for(wix: OrderSource, order: Order) -> Tracking | None:
+    try:
+        found = wix.tracking(order.id)
+    except NotifierError as exc:
+        log.warning("tracking.unavailable", order_id=order.id, error=str(exc))
+        return None
+    with_number = [t for t in found if t.number or t.link]
+    return with_number[-1] if with_number else None
+
+
+def _language_for(order: Order, languages: Sequence[str], default: str) -> str:
+    for candidate in (order.buyer_language, default):
+        if candidate and candidate in languages:
+            return candidate
+    return languages[0]
+
+
+def _queue(conn: Connection, store: StoreSettings, item: _Outgoing, now: datetime) -> int:
+    """Insert the outbox row (ON CONFLICT DO NOTHING); 1 when it is new."""
+    status = "skipped" if item.skipped_reason else "queued"
+    message_id = enqueue(
+        conn, now=now, status=status, error_title=item.skipped_reason, **item.kwargs
+    )
+    if message_id is None:
+        return 0
+    if item.skipped_reason:
+        log.warning(
+            "message.skipped",
+            order_number=item.order.number,
+            reason=item.skipped_reason,
+            dedupe_key=item.kwargs["dedupe_key"],
+        )
+        ledger.record_estimate(
+            conn,
+            message_id=message_id,
+            store=store.name,
+            order_id=item.order.id,
+            order_number=item.order.number,
+            template=item.kwargs["payload"]["name"],
+            price=Price(Decimal(0), None, None, "utility", None, "skipped"),
+            status="skipped",
+            recipient_masked=phones.mask(item.kwargs["recipient"])
+            if item.kwargs["recipient"]
+            else None,
+            priced_on=now.date(),
+            now=now,
+        )
+        return 1
+    log.info("message.queued", order_number=item.order.number, dedupe_key=item.kwargs["dedupe_key"])
+    return 1
