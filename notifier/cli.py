@@ -17,7 +17,7 @@ from notifier.errors import ConfigError
 from notifier.store import ledger
 from notifier.store.engine import make_engine
 from notifier.store.migrate import (
-    DatabaseNotAtHead,
+    DatabaseNotAtHeadError,
     current_revisions,
     head_revisions,
     require_head,
@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_CONFIG
-    except DatabaseNotAtHead as exc:
+    except DatabaseNotAtHeadError as exc:
         print(f"notifier: {exc}", file=sys.stderr)
         return EXIT_DATABASE
     except KeyboardInterrupt:

@@ -39,7 +39,9 @@ class PermanentError(NotifierError):
 
 
 class WixTransientError(TransientError):
-    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message, retry_after=retry_after)
         self.status = status
 

@@ -24,10 +24,15 @@ _KEYWORD = (
     r"(?:#|\b(?:order|orders|no|nr|num|number|ref|reference|pedido|encomenda|bestellung"
     r"|bestellnummer|commande|ordine|ऑर्डर|आर्डर|طلب)\b)"
 )
-# "#" is a keyword, never a separator: "####…" must not backtrack exponentially.
-_KEYWORD_NUMBER = re.compile(rf"(?:{_KEYWORD}[\s.:-]*)+(\d{{3,12}})(?![.,]?\d)")
-_STANDALONE_NUMBER = re.compile(r"(?<![a-z0-9_/:])(?<!\d[.,])(\d{3,9})(?![.,:/]?\d)(?![a-z_])")
+# Numbers are found first, then the few characters before each are checked: scanning for
+# keyword chains instead goes quadratic on input like "####…" or "no.no.no.…".
+_NUMBER_RUN = re.compile(r"(?<!\d)(?<!\d[.,])(\d{3,12})(?![.,:/]?\d)")
+_KEYWORD_BEFORE = re.compile(rf"{_KEYWORD}[\s.:-]*\Z")
+_LETTER_BEFORE = re.compile(r"[a-z_/:]\Z")
+_LETTER_AFTER = re.compile(r"[a-z_]")
 _CURRENCY_BEFORE = re.compile(r"(?:(?<![a-z])(?:rs|inr|usd|eur|gbp|brl)\.?|r?\$|€|£|₹)\s*\Z")
+_LOOKBACK_CHARS = 40
+_STANDALONE_MAX_DIGITS = 9
 # Emoji presentation selectors and joiners trail emoji ("stop ❤️") but are not punctuation.
 _EMOJI_GLUE = frozenset("\ufe0e\ufe0f\u200d\u20e3")
 
@@ -138,13 +143,26 @@ def find_order_reference(text: str) -> OrderReference | None:
     if guid:
         return OrderReference("id", guid.group())
     without_phones = _PHONE.sub(lambda match: " " * len(match.group()), normalised)
-    keyword_led = _KEYWORD_NUMBER.search(without_phones)
-    if keyword_led:
-        return OrderReference("number", keyword_led.group(1))
-    for candidate in _STANDALONE_NUMBER.finditer(without_phones):
-        if not _CURRENCY_BEFORE.search(without_phones, 0, candidate.start()):
-            return OrderReference("number", candidate.group(1))
-    return None
+    runs = list(_NUMBER_RUN.finditer(without_phones))
+    chosen = next((run for run in runs if _preceded_by(_KEYWORD_BEFORE, run)), None) or next(
+        (run for run in runs if _is_standalone(run)), None
+    )
+    return OrderReference("number", chosen.group(1)) if chosen else None
+
+
+def _preceded_by(pattern: re.Pattern[str], run: re.Match[str]) -> bool:
+    start = run.start()
+    return pattern.search(run.string, max(0, start - _LOOKBACK_CHARS), start) is not None
+
+
+def _is_standalone(run: re.Match[str]) -> bool:
+    """A bare 3–9 digit number, not glued to letters and not a price."""
+    return (
+        len(run.group(1)) <= _STANDALONE_MAX_DIGITS
+        and not _preceded_by(_LETTER_BEFORE, run)
+        and not _LETTER_AFTER.match(run.string, run.end())
+        and not _preceded_by(_CURRENCY_BEFORE, run)
+    )
 
 
 def command_of(text: str) -> str:

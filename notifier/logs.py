@@ -12,7 +12,9 @@ import structlog
 SECRET_KEYS = frozenset({"api_key", "access_token", "app_secret", "verify_token", "authorization"})
 
 
-def _drop_secrets(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def _drop_secrets(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     for key in SECRET_KEYS & event.keys():
         event[key] = "****"
     return event

@@ -46,7 +46,7 @@ def new_database_url(backend: str, tmp_path: Path) -> tuple[str, dict[str, objec
     try:
         with admin.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as exc:  # noqa: BLE001 - the run must fail, not skip, when PostgreSQL is configured
+    except Exception as exc:
         pytest.fail(f"NOTIFIER_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {exc}")
     finally:
         admin.dispose()

@@ -128,6 +128,17 @@ def test_any_typed_order_number_is_found(value: int, prefix: str) -> None:
     assert find_order_reference(f"{prefix}{value}") == number(str(value))
 
 
+@pytest.mark.timeout(10)  # a hang guard against catastrophic backtracking, not a speed target
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("#" * 4096, None), ("no." * 1365, None), ("order " * 680, None), ("rs 123 " * 585, None)],
+)
+def test_adversarial_text_finds_nothing(text: str, expected: OrderReference | None) -> None:
+    """A 4,096-char message built to make regexes backtrack yields no order and a HELP intent."""
+    assert find_order_reference(text) == expected
+    assert classify(text, "text") is Intent.HELP
+
+
 # --- intents -------------------------------------------------------------------------------------
 
 STOP_MESSAGES = [

@@ -24,6 +24,7 @@ PURE_MODULES = (
     "signatures",
     "webhook_parse",
     "inbound",
+    "wix_parse",
 )
 
 FORBIDDEN_MODULES = frozenset(

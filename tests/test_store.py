@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from notifier.domain import Price, Snapshot
 from notifier.store import inbox, ledger, orders, outbox
 from notifier.store.migrate import (
-    DatabaseNotAtHead,
+    DatabaseNotAtHeadError,
     current_revisions,
     downgrade,
     head_revisions,
@@ -143,5 +143,5 @@ def test_daemon_refuses_a_database_not_at_head(engine: Engine) -> None:
     """After a downgrade to base, require_head names the command that fixes it."""
     assert current_revisions(engine) == head_revisions()
     downgrade(engine, "base")
-    with pytest.raises(DatabaseNotAtHead, match="notifier db upgrade"):
+    with pytest.raises(DatabaseNotAtHeadError, match="notifier db upgrade"):
         require_head(engine)

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from notifier.domain import RenderedTemplate, TemplateParam
 from notifier.errors import WhatsAppErrorKind, WhatsAppPermanentError, WhatsAppTransientError
+from notifier.sandbox import whatsapp_server, whatsapp_webhooks
 from notifier.sandbox.whatsapp_server import WhatsAppSandbox
 from notifier.sandbox.whatsapp_templates import (
     DEFAULT_TEMPLATES,
@@ -597,3 +598,133 @@ def test_close_stops_the_worker(clock: FakeClock) -> None:
     sandbox.close()
     assert workers() == before
     assert time.monotonic() - started < 1.0
+
+
+# --- webhook control: url, hand-made inbound and statuses ---------------------------------
+
+
+def values(receiver: Receiver) -> list[dict[str, Any]]:
+    with receiver.lock:
+        return [json.loads(raw)["entry"][0]["changes"][0]["value"] for raw, _ in receiver.received]
+
+
+def test_webhook_url_can_be_unset_and_set_later(
+    switch_server: tuple[Switch, RunningServer],
+    receiver_server: tuple[Switch, RunningServer],
+    receiver: Receiver,
+    clock: FakeClock,
+) -> None:
+    """webhook_url None posts nothing; set later, statuses flow for sends from then on only."""
+    sandbox = WhatsAppSandbox(app_secret=SECRET, clock=clock, status_delay=0)
+    switch_server[0].target = sandbox.app
+    with client_of(switch_server[1], sandbox) as wa:
+        before = wa.send_template(CUSTOMER, shipped(), callback_data="before")
+        assert sandbox.webhook_url is None
+        with pytest.raises(RuntimeError):
+            sandbox.post_statuses([])
+        sandbox.webhook_url = receiver_server[1].url + "/"
+        after = wa.send_template(CUSTOMER, shipped(), callback_data="after")
+        assert sandbox.wait_for_webhooks(5)
+        sandbox.webhook_url = None
+        wa.send_template(CUSTOMER, shipped(), callback_data="unset again")
+    assert sandbox.wait_for_webhooks(5)
+    assert [(s["id"], s["status"]) for s in receiver.statuses()] == [
+        (after.wamid, "sent"),
+        (after.wamid, "delivered"),
+    ]
+    assert before.wamid != after.wamid
+    assert len(sandbox.webhook_log) == 2
+    sandbox.close()
+
+
+def test_webhook_log_entries_are_webhook_attempts(
+    client: WhatsAppClient, sandbox: WhatsAppSandbox
+) -> None:
+    """The server module still exports WebhookAttempt, and webhook_log holds exactly those."""
+    client.send_template(CUSTOMER, shipped(), callback_data="cb")
+    assert sandbox.wait_for_webhooks(5)
+    assert whatsapp_server.WebhookAttempt is whatsapp_webhooks.WebhookAttempt
+    assert all(type(a) is whatsapp_server.WebhookAttempt for a in sandbox.webhook_log)
+    assert len(sandbox.webhook_log) == 2
+
+
+def test_post_inbound_sends_non_text_messages_as_given(
+    sandbox: WhatsAppSandbox, receiver: Receiver, clock: FakeClock
+) -> None:
+    """post_inbound signs and posts any message types unchanged, one contact per sender."""
+    fixture = json.loads((DATA / "inbound-quick-reply-button-webhook.json").read_text())
+    button = fixture["body"]["entry"][0]["changes"][0]["value"]["messages"][0]
+    unsupported = {
+        "from": CUSTOMER,
+        "id": "wamid.IN.2",
+        "type": "unsupported",
+        "errors": [{"code": 131051}],
+    }
+    assert sandbox.post_inbound([unsupported, button]) == 200
+    assert [valid for _, valid in receiver.received] == [True]
+    (value,) = values(receiver)
+    assert value["messages"] == [unsupported, button]
+    assert value["contacts"] == [
+        {"profile": {"name": "Customer"}, "wa_id": CUSTOMER},
+        {"profile": {"name": "Customer"}, "wa_id": "919876543210"},
+    ]
+    assert value["metadata"]["phone_number_id"] == sandbox.phone_number_id
+
+
+def test_post_inbound_opens_windows_at_the_message_time(
+    sandbox: WhatsAppSandbox, clock: FakeClock
+) -> None:
+    """Each sender's window opens at its message's timestamp (or now when it has none)."""
+    yesterday = str(int((START - timedelta(hours=23)).timestamp()))
+    older = str(int((START - timedelta(hours=25)).timestamp()))
+    sandbox.post_inbound(
+        [
+            {"from": CUSTOMER, "id": "a", "timestamp": yesterday, "type": "unsupported"},
+            {"from": "919876543210", "id": "b", "timestamp": older, "type": "button"},
+            {"from": "4930123456", "id": "c", "type": "unsupported"},
+        ]
+    )
+    assert sandbox.window_open(CUSTOMER)
+    assert not sandbox.window_open("919876543210")
+    clock.advance(hours=2)
+    assert not sandbox.window_open(CUSTOMER)
+    assert sandbox.window_open("4930123456")
+
+
+def test_post_inbound_uses_given_contacts(sandbox: WhatsAppSandbox, receiver: Receiver) -> None:
+    """Explicit contacts (e.g. a username-only sender) are posted instead of the default."""
+    contacts = [{"profile": {"name": "adopter"}, "wa_id": "", "user_id": "US.123"}]
+    message = {"from": "", "user_id": "US.123", "id": "x", "type": "text", "text": {"body": "hi"}}
+    assert sandbox.post_inbound([message], contacts=contacts) == 200
+    (value,) = values(receiver)
+    assert (value["contacts"], value["messages"]) == (contacts, [message])
+
+
+def test_post_statuses_sends_raw_items_in_metas_envelope(
+    sandbox: WhatsAppSandbox, receiver: Receiver
+) -> None:
+    """post_statuses posts duplicated, out-of-order and orphan items exactly as given, signed."""
+    delivered = {"id": "wamid.A", "status": "delivered", "timestamp": "2", "recipient_id": CUSTOMER}
+    sent = {**delivered, "status": "sent", "timestamp": "1"}
+    orphan = {**delivered, "id": "wamid.UNKNOWN", "status": "failed", "errors": [{"code": 131026}]}
+    items: list[dict[str, Any]] = [delivered, delivered, sent, orphan]
+    assert sandbox.post_statuses(items) == 200
+    ((raw, valid),) = receiver.received
+    body = json.loads(raw)
+    assert valid
+    assert (body["object"], body["entry"][0]["id"]) == (
+        "whatsapp_business_account",
+        sandbox.waba_id,
+    )
+    assert body["entry"][0]["changes"][0]["field"] == "messages"
+    assert receiver.statuses() == items
+    assert "contacts" not in values(receiver)[0]
+
+
+def test_post_statuses_reports_the_daemons_answer(
+    sandbox: WhatsAppSandbox, receiver: Receiver
+) -> None:
+    """A daemon answering 500 is retried and post_statuses returns that 500."""
+    receiver.status = 500
+    assert sandbox.post_statuses([{"id": "wamid.A", "status": "read"}]) == 500
+    assert [status for status, _ in sandbox.webhook_log] == [500] * 3

@@ -15,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from notifier.domain import Tracking
 from notifier.errors import WixPermanentError, WixTransientError
+from notifier.sandbox import wix_query, wix_server
 from notifier.sandbox.wix_seed import generate_orders, seed_1023
 from notifier.sandbox.wix_server import WixSandbox
 from notifier.serving import RunningServer, serve_in_thread
@@ -324,6 +325,39 @@ def test_default_limit_is_50_and_cursor_pages_continue(site: Site) -> None:
     assert "prev" in second["metadata"]["cursors"]
     seen = {o["id"] for o in first["orders"]} | {o["id"] for o in second["orders"]}
     assert len(seen) == 60
+
+
+def test_search_page_runs_without_http_and_wix_server_reexports_the_query_names() -> None:
+    """wix_query.search_page pages raw orders directly; wix_server still exposes its query names."""
+    orders = numbered(5, status="APPROVED")
+    asc = [{"fieldName": "number", "order": "ASC"}]
+    page = wix_query.search_page(orders, {"sort": asc, "cursorPaging": {"limit": 2}})
+    assert [o["number"] for o in page.orders] == ["10001", "10002"]
+    follow_up = {"cursorPaging": {"limit": 2, "cursor": page.cursors["next"]}}
+    rest = wix_query.search_page(orders, follow_up)
+    assert [o["number"] for o in rest.orders] == ["10003", "10004"]
+    assert wix_server.QueryError is wix_query.QueryError
+    assert wix_server.compile_filter is wix_query.compile_filter
+    with pytest.raises(wix_query.QueryError):
+        wix_query.search_page(orders, {"cursorPaging": {"limit": 0}})
+
+
+def test_add_generated_numbers_after_the_highest_stored_order(site: Site) -> None:
+    """add_generated starts at 10001, continues after the highest number, and is searchable."""
+    first = site.sandbox.add_generated(3, random.Random(5), START)
+    site.sandbox.add_orders([seed_1023()])
+    second = site.sandbox.add_generated(2, random.Random(6), START)
+    assert site.sandbox.order_ids() == [*first, SEED_ID, *second]
+    assert [site.sandbox.order(i)["number"] for i in first + second] == [
+        "10001",
+        "10002",
+        "10003",
+        "10004",
+        "10005",
+    ]
+    found = site.client.find_by_number("10005")
+    assert found is not None
+    assert found.id == second[1]
 
 
 def test_unknown_order_404_has_a_wix_error_body(site: Site) -> None:

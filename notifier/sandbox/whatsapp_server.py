@@ -1,8 +1,8 @@
 """A WhatsApp Cloud API sandbox: the send and template-list endpoints, plus signed webhooks.
 
 It validates sends like Meta does (see ``whatsapp_templates``), answers in Meta's shapes, and,
-when ``webhook_url`` is set, posts Meta-shaped status webhooks from a background thread so the
-HTTP handler never waits on the daemon. Control methods script failures for tests and the demo.
+while ``webhook_url`` is set, posts Meta-shaped status webhooks through ``whatsapp_webhooks``.
+Control methods script failures, inbound messages and raw statuses for tests and the demo.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
-import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -100,9 +98,7 @@ class WhatsAppSandbox:
         self._pair_rate_limit = False
         self._wamids = itertools.count(1)
         self._inbound_ids = itertools.count(1)
-        self._poster: WebhookPoster | None = None
-        self._webhook_delay = 0.0
-        self.webhook_url = webhook_url
+        self._poster = WebhookPoster(app_secret, webhook_url)
         self.app = Starlette(
             routes=[
                 Route("/{version}/{phone_number_id}/messages", self._messages, methods=["POST"]),
@@ -181,37 +177,29 @@ class WhatsAppSandbox:
     @property
     def webhook_url(self) -> str | None:
         """Where webhooks go; None stops posting (queued ones are dropped) until it is set."""
-        with self._lock:
-            return self._poster.url if self._poster else None
+        return self._poster.url
 
     @webhook_url.setter
     def webhook_url(self, url: str | None) -> None:
-        with self._lock:
-            if self._poster is None and url is not None:
-                self._poster = WebhookPoster(url, self.app_secret)
-                self._poster.delay = self._webhook_delay
-            if self._poster is not None:
-                self._poster.url = url
+        self._poster.url = url
 
     @property
     def webhook_log(self) -> list[WebhookAttempt]:
         """Every webhook POST attempt, in order: (status the daemon returned, exact body)."""
-        return self._poster.log() if self._poster else []
+        return self._poster.log()
 
     @property
     def webhook_delay(self) -> float:
         """Extra wait before each webhook POST (a slow Meta)."""
-        return self._webhook_delay
+        return self._poster.delay
 
     @webhook_delay.setter
     def webhook_delay(self, seconds: float) -> None:
-        self._webhook_delay = seconds
-        if self._poster is not None:
-            self._poster.delay = seconds
+        self._poster.delay = seconds
 
     def wait_for_webhooks(self, timeout: float = 5.0) -> bool:
         """Block until every queued status webhook was posted or dropped; False on timeout."""
-        return self._poster.wait_idle(timeout) if self._poster else True
+        return self._poster.wait_idle(timeout)
 
     def post_inbound_text(
         self,
@@ -236,9 +224,12 @@ class WhatsAppSandbox:
 
         ``contacts`` defaults to one "Customer" profile per sender. Returns the daemon's status.
         """
+        if self.webhook_url is None:
+            raise RuntimeError("the sandbox has no webhook_url")
         for message in value_messages:
-            if "from" in message:
-                self.open_window(_digits(str(message["from"])), self._sent_at(message))
+            wa_id = _digits(str(message.get("from", "")))
+            if wa_id:  # a username-only sender (empty ``from``) has no number to open
+                self.open_window(wa_id, self._inbound_at(message))
         if contacts is None:
             contacts = meta.contacts_for(value_messages)
         return self._post_value({"contacts": contacts, "messages": value_messages})
@@ -249,16 +240,11 @@ class WhatsAppSandbox:
 
     def post_raw(self, body: bytes, signature: str | None) -> int | None:
         """POST ``body`` to the webhook URL as is (``signature`` None = no header); the status."""
-        poster = self._poster
-        if poster is None or poster.url is None:
-            raise RuntimeError("the sandbox has no webhook_url")
-        with httpx.Client(timeout=5.0) as client:
-            return poster.post(client, body, signature)
+        return self._poster.post_now(body, signature)
 
     def close(self) -> None:
-        """Stop the webhook worker (queued webhooks are dropped)."""
-        if self._poster is not None:
-            self._poster.close()
+        """Stop the webhook worker for good (queued webhooks are dropped)."""
+        self._poster.close()
 
     # --- HTTP handlers -----------------------------------------------------------------
 
@@ -357,20 +343,9 @@ class WhatsAppSandbox:
             )
             return message, str(template["category"]).lower()
         if payload.get("type") == "text":
-            text = payload.get("text")
-            body_text = text.get("body") if isinstance(text, dict) else None
-            if not isinstance(body_text, str) or not body_text or len(body_text) > 4096:
-                raise SandboxError(100, "text.body must be 1 to 4096 characters")
-            context = payload.get("context")
-            reply_to = context.get("message_id") if isinstance(context, dict) else None
+            text, reply_to = meta.check_text_send(payload)
             message = SentMessage(
-                to=to,
-                type="text",
-                wamid="",
-                at=at,
-                text=body_text,
-                callback_data=callback_data,
-                reply_to=reply_to,
+                to, "text", "", at, text=text, callback_data=callback_data, reply_to=reply_to
             )
             return message, "service"
         raise SandboxError(100, f"unsupported message type {payload.get('type')!r}")
@@ -380,7 +355,7 @@ class WhatsAppSandbox:
         return opened is not None and self._clock() - opened < WINDOW
 
     def _queue_statuses(self, message: SentMessage, category: str, now: datetime) -> None:
-        if self._poster is None or self._poster.url is None:
+        if self._poster.url is None:
             return
         statuses = self._statuses_for(message, category, now)
         if self.shuffle_statuses:
@@ -394,14 +369,14 @@ class WhatsAppSandbox:
         self, message: SentMessage, category: str, now: datetime
     ) -> list[dict[str, Any]]:
         wa_id = message.to[1:]
-        ids = (message.wamid, wa_id, message.callback_data)
+        target = meta.StatusTarget(message.wamid, wa_id, message.callback_data)
         if wa_id in self._undeliverable:
-            return [meta.failed_status(*ids, now, 131026, "Message Undeliverable.")]
+            return [meta.failed_status(target, now, 131026, "Message Undeliverable.")]
         if message.type == "text" and not self._window_open(wa_id):
-            return [meta.failed_status(*ids, now, 131047, "More than 24 hours have passed.")]
+            return [meta.failed_status(target, now, 131047, "More than 24 hours have passed.")]
         free = category in ("utility", "service") and self._window_open(wa_id)
         steps = ["sent", "delivered", "read"] if self.send_read else ["sent", "delivered"]
-        return meta.progress_statuses(*ids, meta.pricing(category, free), steps, now)
+        return meta.progress_statuses(target, meta.pricing(category, free), steps, now)
 
     def _envelope(self, value: dict[str, Any]) -> dict[str, Any]:
         return meta.envelope(self.waba_id, self.phone_number_id, value, DISPLAY_PHONE_NUMBER)
@@ -410,7 +385,7 @@ class WhatsAppSandbox:
         raw = meta.meta_json(self._envelope(value))
         return self.post_raw(raw, sign(self.app_secret, raw))
 
-    def _sent_at(self, message: dict[str, Any]) -> datetime:
+    def _inbound_at(self, message: dict[str, Any]) -> datetime:
         stamp = str(message.get("timestamp", ""))
         return datetime.fromtimestamp(int(stamp), UTC) if stamp.isdigit() else self._clock()
 

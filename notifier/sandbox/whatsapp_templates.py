@@ -13,7 +13,7 @@ import copy
 import json
 import re
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 _TRACK_BUTTON = {
     "type": "BUTTONS",
@@ -150,6 +150,17 @@ def check_template_send(templates: list[dict[str, Any]], request: Any) -> dict[s
     return template
 
 
+def check_text_send(payload: dict[str, Any]) -> tuple[str, str | None]:
+    """A text send's body and the message it replies to; SandboxError if Meta would refuse."""
+    text = payload.get("text")
+    body = text.get("body") if isinstance(text, dict) else None
+    if not isinstance(body, str) or not body or len(body) > 4096:
+        raise SandboxError(100, "text.body must be 1 to 4096 characters")
+    context = payload.get("context")
+    reply_to = context.get("message_id") if isinstance(context, dict) else None
+    return body, reply_to if isinstance(reply_to, str) else None
+
+
 def sent_parameters(components: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     """The parameters of the sent components of ``kind`` ("body", "header" or "button")."""
     return [
@@ -260,30 +271,29 @@ def status_error(code: int, details: str) -> dict[str, Any]:
     return {"code": code, "title": title, "message": title, "error_data": {"details": details}}
 
 
+class StatusTarget(NamedTuple):
+    """Which sent message a status is about."""
+
+    wamid: str
+    recipient_id: str
+    callback_data: str | None
+
+
 def progress_statuses(
-    wamid: str,
-    recipient_id: str,
-    callback_data: str | None,
-    pricing: dict[str, Any],
-    steps: list[str],
-    start: datetime,
+    target: StatusTarget, pricing: dict[str, Any], steps: list[str], start: datetime
 ) -> list[dict[str, Any]]:
     """One status item per step, a second apart; every step but ``read`` carries pricing."""
     statuses = []
     for offset, step in enumerate(steps):
-        item = status_item(
-            wamid, step, start + timedelta(seconds=offset), recipient_id, callback_data
-        )
+        item = status_item(target.wamid, step, start + timedelta(seconds=offset), *target[1:])
         if step != "read":
             item["pricing"] = dict(pricing)
         statuses.append(item)
     return statuses
 
 
-def failed_status(
-    wamid: str, recipient_id: str, callback_data: str | None, at: datetime, code: int, details: str
-) -> dict[str, Any]:
-    item = status_item(wamid, "failed", at, recipient_id, callback_data)
+def failed_status(target: StatusTarget, at: datetime, code: int, details: str) -> dict[str, Any]:
+    item = status_item(target.wamid, "failed", at, target.recipient_id, target.callback_data)
     return {**item, "errors": [status_error(code, details)]}
 
 

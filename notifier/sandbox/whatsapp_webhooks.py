@@ -34,14 +34,20 @@ class _Delivery:
 class WebhookPoster:
     """Posts signed webhook bodies to ``url`` from one worker thread, with a few retries.
 
-    ``url`` may be changed at any time; while it is None queued bodies are dropped unsent.
+    The worker starts when ``url`` is first set. ``url`` may change at any time; while it is
+    None nothing is posted and queued bodies are dropped unsent.
     """
 
     def __init__(
-        self, url: str | None, app_secret: str, *, attempts: int = 3, backoff: float = 0.05
+        self,
+        app_secret: str,
+        url: str | None = None,
+        *,
+        attempts: int = 3,
+        backoff: float = 0.05,
     ) -> None:
-        self.url = url
         self.delay = 0.0
+        self._url: str | None = None
         self._app_secret = app_secret
         self._attempts = attempts
         self._backoff = backoff
@@ -52,7 +58,18 @@ class WebhookPoster:
         self._log_lock = threading.Lock()
         self._log: list[WebhookAttempt] = []
         self._thread = threading.Thread(target=self._run, name="wa-sandbox-webhooks", daemon=True)
-        self._thread.start()
+        self.url = url
+
+    @property
+    def url(self) -> str | None:
+        return self._url
+
+    @url.setter
+    def url(self, url: str | None) -> None:
+        with self._idle:
+            self._url = url
+            if url is not None and not self._thread.is_alive() and not self._stop.is_set():
+                self._thread.start()
 
     def submit(self, bodies: list[bytes], delay: float) -> None:
         """Queue ``bodies`` to be signed and posted in order, ``delay`` seconds from now."""
@@ -78,6 +95,13 @@ class WebhookPoster:
         structlog.get_logger().warning("sandbox.webhook.dropped", url=self.url, status=status)
         return status
 
+    def post_now(self, body: bytes, signature: str | None) -> int | None:
+        """POST ``body`` from the calling thread, with ``signature`` as given (None = none)."""
+        if self.url is None:
+            raise RuntimeError("the sandbox has no webhook_url")
+        with httpx.Client(timeout=5.0) as client:
+            return self.post(client, body, signature)
+
     def log(self) -> list[WebhookAttempt]:
         with self._log_lock:
             return list(self._log)
@@ -87,8 +111,11 @@ class WebhookPoster:
             return self._idle.wait_for(lambda: self._pending == 0, timeout)
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5.0)
+        """Stop the worker for good (queued webhooks are dropped)."""
+        with self._idle:
+            self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5.0)
 
     def _post_once(
         self, client: httpx.Client, url: str, body: bytes, signature: str | None

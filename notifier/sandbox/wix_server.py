@@ -1,24 +1,23 @@
 """An in-memory Wix eCommerce Orders API for the demo and tests, faithful to docs/wix.md.
 
-Search follows Wix's rules: Mongo-like filters, default sort ``createdDate`` DESC, ``limit`` ≤ 100,
-opaque cursors that must not be combined with filter or sort, never ``INITIALIZED``, and no
-``PENDING``/``REJECTED`` unless the filter names ``status``. Auth and error bodies are Wix-shaped.
+Search follows Wix's rules (the query language lives in ``wix_query``) and never shows
+``INITIALIZED`` orders; an optional visibility freeze mimics Wix's eventually consistent index.
+Auth and error bodies are Wix-shaped.
 The control methods (``set_payment``, ``fail_next``, ``hang_next``…) are thread-safe.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import copy
 import json
-import operator
+import random
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import anyio
@@ -28,12 +27,38 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from notifier.domain import Tracking
-from notifier.wix_parse import dig, format_datetime, parse_datetime, parse_decimal
+from notifier.sandbox.wix_query import (
+    DATE_FIELDS,
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    QUERYABLE,
+    QueryError,
+    compile_filter,
+    field_value,
+    mentions_status,
+    search_page,
+    sort_orders,
+)
+from notifier.sandbox.wix_seed import generate_orders
+from notifier.wix_parse import format_datetime, parse_datetime, parse_decimal
 
-MAX_LIMIT = 100
-DEFAULT_LIMIT = 50
+__all__ = [
+    "DATE_FIELDS",
+    "DEFAULT_LIMIT",
+    "HANG_CAP_SECONDS",
+    "MAX_LIMIT",
+    "QUERYABLE",
+    "QueryError",
+    "WixSandbox",
+    "compile_filter",
+    "field_value",
+    "mentions_status",
+    "sort_orders",
+    "validation_error",
+    "wix_error",
+]
+
 HANG_CAP_SECONDS = 120.0
-_HIDDEN_BY_DEFAULT = frozenset({"PENDING", "REJECTED"})
 _ONE_MS = timedelta(milliseconds=1)
 _ERROR_CODES = {
     400: "BAD_REQUEST",
@@ -45,139 +70,6 @@ _ERROR_CODES = {
 }
 
 Handler = Callable[[Request, Any], Response]
-
-
-# -- the query language ---------------------------------------------------------------------
-
-DATE_FIELDS = frozenset({"updatedDate", "createdDate", "purchasedDate"})
-QUERYABLE = DATE_FIELDS | {
-    "number",
-    "status",
-    "paymentStatus",
-    "fulfillmentStatus",
-    "buyerInfo.email",
-}
-_RANGE_OPS: dict[str, Callable[[Any, Any], bool]] = {
-    "$gt": operator.gt,
-    "$gte": operator.ge,
-    "$lt": operator.lt,
-    "$lte": operator.le,
-}
-Predicate = Callable[[Mapping[str, Any]], bool]
-
-
-class QueryError(Exception):
-    """A filter, sort or paging Wix would reject with a validation error."""
-
-    def __init__(self, field: str, description: str) -> None:
-        super().__init__(f"{field}: {description}")
-        self.field = field
-        self.description = description
-
-
-def _typed(field: str, raw: object) -> Any:
-    if field in DATE_FIELDS:
-        return parse_datetime(raw)
-    if field == "number":
-        return parse_decimal(raw)  # Wix returns "10126" yet filters by 10126: compare numbers
-    return raw if isinstance(raw, str) else None
-
-
-def field_value(order: Mapping[str, Any], field: str) -> Any:
-    """The typed value of a queryable field: datetimes for dates, Decimal for number."""
-    return _typed(field, dig(order, *field.split(".")))
-
-
-def _operand(field: str, value: object) -> Any:
-    converted = _typed(field, value)
-    if converted is None:
-        raise QueryError(f"filter.{field}", f"invalid value {value!r}")
-    return converted
-
-
-def _compile_op(field: str, op: str, operand: object) -> Callable[[Any], bool]:
-    if op == "$in":
-        if not isinstance(operand, list):
-            raise QueryError(f"filter.{field}", "$in needs a list")
-        options = [_operand(field, v) for v in operand]
-        return lambda actual: actual is not None and actual in options
-    wanted = None if operand is None and op in ("$eq", "$ne") else _operand(field, operand)
-    if op == "$eq":
-        return lambda actual: bool(actual == wanted)
-    if op == "$ne":
-        return lambda actual: bool(actual != wanted)
-    compare = _RANGE_OPS.get(op)
-    if compare is None:
-        raise QueryError(f"filter.{field}", f"unsupported operator {op}")
-    return lambda actual: actual is not None and compare(actual, wanted)
-
-
-def _compile_field(field: str, condition: object) -> Predicate:
-    if field not in QUERYABLE:
-        raise QueryError(f"filter.{field}", "field is not filterable")
-    ops: dict[str, Any] = (
-        condition
-        if isinstance(condition, dict) and condition and all(str(k)[:1] == "$" for k in condition)
-        else {"$eq": condition}
-    )
-    if field in DATE_FIELDS and ops.keys() & {"$gt", "$gte"} and ops.keys() & {"$lt", "$lte"}:
-        raise QueryError(f"filter.{field}", "use $and for a lower and an upper date bound")
-    tests = [_compile_op(field, op, operand) for op, operand in ops.items()]
-    return lambda order: all(test(field_value(order, field)) for test in tests)
-
-
-def compile_filter(query: object) -> Predicate:
-    """A predicate over raw orders for a Mongo-like Wix filter; raises QueryError if invalid."""
-    if not isinstance(query, dict):
-        raise QueryError("filter", "filter must be an object")
-    parts: list[Predicate] = []
-    for key, condition in query.items():
-        if key in ("$and", "$or"):
-            if not isinstance(condition, list) or not condition:
-                raise QueryError(f"filter.{key}", "needs a non-empty list")
-            subs = [compile_filter(sub) for sub in condition]
-            parts.append(_all_of(subs) if key == "$and" else _any_of(subs))
-        else:
-            parts.append(_compile_field(key, condition))
-    return _all_of(parts)
-
-
-def _all_of(predicates: list[Predicate]) -> Predicate:
-    return lambda order: all(p(order) for p in predicates)
-
-
-def _any_of(predicates: list[Predicate]) -> Predicate:
-    return lambda order: any(p(order) for p in predicates)
-
-
-def mentions_status(query: object) -> bool:
-    """True when the filter names ``status`` anywhere (Wix then stops hiding PENDING/REJECTED)."""
-    if isinstance(query, dict):
-        return "status" in query or any(mentions_status(v) for v in query.values())
-    if isinstance(query, list):
-        return any(mentions_status(v) for v in query)
-    return False
-
-
-def sort_orders(orders: list[dict[str, Any]], sort: object) -> list[dict[str, Any]]:
-    """Orders sorted by Wix ``sort`` specs (stable, missing values first), ties by id."""
-    if not isinstance(sort, list):
-        raise QueryError("sort", "sort must be a list")
-    ordered = sorted(orders, key=lambda o: str(o.get("id")))
-    for spec in reversed(sort):
-        field, direction = dig(spec, "fieldName"), dig(spec, "order") or "ASC"
-        if field not in QUERYABLE or direction not in ("ASC", "DESC"):
-            raise QueryError("sort", f"cannot sort by {spec!r}")
-        ordered.sort(key=_sort_key(field), reverse=direction == "DESC")
-    return ordered
-
-
-def _sort_key(field: str) -> Callable[[Mapping[str, Any]], tuple[int, Any]]:
-    def key(order: Mapping[str, Any]) -> tuple[int, Any]:
-        value = field_value(order, field)
-        return (0, 0) if value is None else (1, value)
-
-    return key
 
 
 # -- responses --------------------------------------------------------------------------------
@@ -203,28 +95,6 @@ class _Failure:
     remaining: int
     path_contains: str | None
     retry_after: float | None
-
-
-def _encode_cursor(query: Mapping[str, Any]) -> str:
-    raw = json.dumps(query, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> dict[str, Any]:
-    try:
-        query = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError) as exc:
-        raise QueryError("cursorPaging.cursor", "invalid cursor") from exc
-    if not isinstance(query, dict) or not isinstance(query.get("offset"), int):
-        raise QueryError("cursorPaging.cursor", "invalid cursor")
-    return query
-
-
-def _limit(paging: Mapping[str, Any]) -> int:
-    limit = paging.get("limit", DEFAULT_LIMIT)
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-        raise QueryError("cursorPaging.limit", f"limit must be 1..{MAX_LIMIT}")
-    return limit
 
 
 def _json_body(raw: bytes) -> Any:
@@ -307,6 +177,15 @@ class WixSandbox:
             if tracking is not None:
                 self._add_fulfilment(order_id, tracking)
         self._change(order_id, fulfillmentStatus=status)
+
+    def add_generated(self, count: int, rng: random.Random, now: datetime) -> list[str]:
+        """Add ``count`` wix_seed orders numbered from 10001 or after the highest stored number."""
+        with self._lock:
+            numbers = [parse_decimal(o.get("number")) for o in self._orders.values()]
+        start = int(max([Decimal(10000), *(n for n in numbers if n is not None)])) + 1
+        orders = generate_orders(rng, now=now, count=count, start_number=start)
+        self.add_orders(orders)
+        return [order["id"] for order in orders]
 
     def order(self, order_id: str) -> dict[str, Any]:
         with self._lock:
@@ -488,43 +367,15 @@ class WixSandbox:
         if not isinstance(search, dict):
             return validation_error("search", "body must be {'search': {...}}")
         try:
-            query, offset, limit = self._query_of(search)
-            matches = compile_filter(query["filter"])
-            shown = [o for o in self._searchable() if matches(o)]
-            if not mentions_status(query["filter"]):
-                shown = [o for o in shown if o.get("status") not in _HIDDEN_BY_DEFAULT]
-            ordered = sort_orders(shown, query["sort"])
+            page = search_page(self._searchable(), search)
         except QueryError as exc:
             return validation_error(exc.field, exc.description)
-        page = ordered[offset : offset + limit]
-        cursors = {}
-        if offset + limit < len(ordered):
-            cursors["next"] = _encode_cursor({**query, "offset": offset + limit, "limit": limit})
-        if offset > 0:
-            cursors["prev"] = _encode_cursor({**query, "offset": max(offset - limit, 0)})
-        metadata = {"count": len(page), "cursors": cursors, "hasNext": "next" in cursors}
-        return JSONResponse({"orders": copy.deepcopy(page), "metadata": metadata})
-
-    @staticmethod
-    def _query_of(search: Mapping[str, Any]) -> tuple[dict[str, Any], int, int]:
-        paging = search.get("cursorPaging", {})
-        if not isinstance(paging, dict):
-            raise QueryError("cursorPaging", "must be an object")
-        limit = _limit(paging)
-        cursor = paging.get("cursor")
-        if cursor is None:
-            sort = search.get("sort", [{"fieldName": "createdDate", "order": "DESC"}])
-            return {"filter": search.get("filter", {}), "sort": sort}, 0, limit
-        if "filter" in search or "sort" in search:
-            raise QueryError("cursorPaging.cursor", "a cursor cannot be combined with filter/sort")
-        if not isinstance(cursor, str):
-            raise QueryError("cursorPaging.cursor", "must be a string")
-        query = _decode_cursor(cursor)
-        return (
-            {"filter": query.get("filter", {}), "sort": query.get("sort", [])},
-            query["offset"],
-            limit,
-        )
+        metadata = {
+            "count": len(page.orders),
+            "cursors": page.cursors,
+            "hasNext": "next" in page.cursors,
+        }
+        return JSONResponse({"orders": copy.deepcopy(page.orders), "metadata": metadata})
 
     def _get(self, request: Request, body: Any) -> Response:
         order = self._orders.get(request.path_params["order_id"])

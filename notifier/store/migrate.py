@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
 
 
-class DatabaseNotAtHead(RuntimeError):
+class DatabaseNotAtHeadError(RuntimeError):
     """The schema is older (or newer) than this code expects."""
 
 
@@ -47,7 +47,7 @@ def require_head(engine: Engine) -> None:
     current, heads = current_revisions(engine), head_revisions()
     if current != heads:
         shown = ", ".join(sorted(current)) or "empty"
-        raise DatabaseNotAtHead(
+        raise DatabaseNotAtHeadError(
             f"the database schema is at {shown}, this notifier needs {', '.join(sorted(heads))}; "
             "run `notifier db upgrade` first"
         )
