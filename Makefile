@@ -32,6 +32,7 @@ types: $(STAMP)
 check: lint types test
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench
 
 clean:

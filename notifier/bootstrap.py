@@ -6,7 +6,10 @@ constructed at import time.
 
 from __future__ import annotations
 
+import os
 import random
+import socket
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,7 +25,7 @@ from notifier.dispatch import Dispatcher, DispatchResult
 from notifier.lookup import Responder, StoreLookup
 from notifier.pricing import DEFAULT_RATE_CARD_PACKAGE, DEFAULT_RATE_CARD_RESOURCE, RateCard
 from notifier.retry import RetryPolicy
-from notifier.store import registry
+from notifier.store import leases, registry
 from notifier.store.engine import make_engine
 from notifier.sync import SyncResult, sync_store
 from notifier.webhooks import process_pending_receipts
@@ -30,6 +33,14 @@ from notifier.whatsapp import WhatsAppClient
 from notifier.wix import WixClient
 
 log = structlog.get_logger("notifier.bootstrap")
+
+
+LEASE_MIN_SECONDS = 30
+
+
+def instance_name() -> str:
+    """Who holds a lease: readable in the database, unique per process."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 def utc_now() -> datetime:
@@ -52,6 +63,7 @@ class Runtime:
     whatsapp: WhatsAppClient
     rate_cards: dict[str, RateCard]
     dispatcher: Dispatcher
+    instance_id: str = field(default_factory=instance_name)
     responder: Responder = field(init=False)
 
     def __post_init__(self) -> None:
@@ -63,11 +75,25 @@ class Runtime:
             on_queued=self.dispatch,
         )
 
-    def sync(self, store: StoreRuntime) -> SyncResult:
+    def sync(self, store: StoreRuntime) -> SyncResult | None:
+        """Poll one store if this replica holds (or can take) its lease; None when another does (BR-20)."""
+        name = store.settings.name
+        ttl = timedelta(seconds=max(3 * store.settings.poll_interval_seconds, LEASE_MIN_SECONDS))
+        with self.engine.begin() as conn:
+            leader = leases.acquire(conn, name, self.instance_id, now=self.clock(), ttl=ttl)
+        if not leader:
+            log.info("poll.skipped_not_leader", store=name, instance=self.instance_id)
+            return None
         return sync_store(store.settings, store.wix, self.engine, self.clock)
 
     def sync_all(self) -> list[SyncResult]:
-        return [self.sync(store) for store in self.stores]
+        results = (self.sync(store) for store in self.stores)
+        return [r for r in results if r is not None]
+
+    def release_leases(self) -> None:
+        with self.engine.begin() as conn:
+            for store in self.stores:
+                leases.release(conn, store.settings.name, self.instance_id)
 
     def dispatch(self) -> DispatchResult:
         return self.dispatcher.dispatch_due()
@@ -96,6 +122,7 @@ class Runtime:
         return missing
 
     def close(self) -> None:
+        self.release_leases()
         for store in self.stores:
             store.wix.close()
         self.whatsapp.close()

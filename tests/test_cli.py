@@ -1,0 +1,95 @@
+"""The `notifier` command: config check, costs, and the demo a newcomer runs first."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from notifier.cli import EXIT_CONFIG, main
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "notifier.example.toml"
+EXAMPLE_ENV = {
+    "NOTIFIER_WIX_API_KEY": "wix-key",
+    "NOTIFIER_WHATSAPP_ACCESS_TOKEN": "token",
+    "NOTIFIER_WHATSAPP_APP_SECRET": "secret",
+    "NOTIFIER_WHATSAPP_VERIFY_TOKEN": "verify",
+}
+
+SCRIPTED_TEMPLATES = {
+    "order_payment_received": 1,
+    "order_partly_shipped": 1,
+    "order_shipped": 2,
+    "order_refunded": 1,
+    "order_cancelled": 1,
+    "order_payment_failed": 1,
+}
+
+
+def test_config_check_accepts_the_example(capsys: pytest.CaptureFixture[str]) -> None:
+    """The shipped example, with its secrets in the environment, passes `config check`."""
+    assert main(["--config", str(EXAMPLE), "config", "check"], environ=EXAMPLE_ENV) == 0
+    assert "OK" in capsys.readouterr().out
+
+
+def test_config_check_lists_every_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A broken config exits non-zero and names each problem, not just the first."""
+    config = tmp_path / "notifier.toml"
+    config.write_text(
+        '[[stores]]\nname = "a"\nsite_id = ""\ntimezone = "Mars/Base"\npoll_interval_seconds = -1\n'
+        '[whatsapp]\nphone_number_id = "1"\nwaba_id = "2"\nbase_url = "ftp://x"\n',
+        encoding="utf-8",
+    )
+    assert main(["--config", str(config), "config", "check"], environ={}) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    for expected in (
+        "site_id",
+        "timezone",
+        "poll_interval_seconds",
+        "base_url",
+        "NOTIFIER_WHATSAPP_ACCESS_TOKEN",
+    ):
+        assert expected in err
+
+
+def test_costs_refuses_a_database_that_was_never_migrated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`notifier costs` on an empty database says which command fixes it."""
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    assert main(["costs", "--database-url", url], environ={}) == 3
+    assert "notifier db upgrade" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_demo_notifies_every_scripted_change_and_costs_read_its_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`notifier demo --duration` sends one template per scripted change, none for the baseline,
+    answers both lookups, and leaves a database whose costs match the rate card (₹0.115 each)."""
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    assert main(["demo", "--duration", "50", "--database-url", url], environ={}) == 0
+    out = capsys.readouterr().out
+    assert "Baseline: 41 existing orders recorded, 0 messages sent" in out
+    for template, count in SCRIPTED_TEMPLATES.items():
+        assert out.count(f"template {template} [en]") == count, template
+    assert "Hi Priya, here is your order update:" in out
+    assert "We couldn't find an order with that reference" in out
+
+    assert (
+        main(
+            ["costs", "--database-url", url, "--group-by", "template", "--format", "json"],
+            environ={},
+        )
+        == 0
+    )
+    report = json.loads(capsys.readouterr().out)
+    groups = {g["key"]: g for g in report["groups"] if g["currency"] == "INR"}
+    for template, count in SCRIPTED_TEMPLATES.items():
+        assert Decimal(groups[template]["confirmed"]) == Decimal("0.115") * count, template
+    [inr] = [t for t in report["totals"] if t["currency"] == "INR"]
+    assert Decimal(inr["confirmed"]) == Decimal("0.115") * sum(SCRIPTED_TEMPLATES.values())
