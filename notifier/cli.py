@@ -111,9 +111,12 @@ def _poll_once(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def _db(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     url = env.get("NOTIFIER_DATABASE_URL") or _settings(args, env).database_url
     engine = make_engine(url)
-    if args.action == "upgrade":
-        upgrade(engine)
-    current, heads = current_revisions(engine), head_revisions()
+    try:
+        if args.action == "upgrade":
+            upgrade(engine)
+        current, heads = current_revisions(engine), head_revisions()
+    finally:
+        engine.dispose()
     print(
         f"database at {', '.join(sorted(current)) or 'empty'}; head is {', '.join(sorted(heads))}"
     )
@@ -150,10 +153,12 @@ def _templates_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def _costs(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     url = args.database_url or env.get("NOTIFIER_DATABASE_URL") or _settings(args, env).database_url
     engine = make_engine(url)
-    require_head(engine)
-    with engine.connect() as conn:
-        rows = ledger.rows(conn, since=args.since, until=args.until, store=args.store)
-    engine.dispose()
+    try:
+        require_head(engine)
+        with engine.connect() as conn:
+            rows = ledger.rows(conn, since=args.since, until=args.until, store=args.store)
+    finally:
+        engine.dispose()
     if args.messages:
         print(costs.rows_to_csv(rows), end="")
         return 0

@@ -9,12 +9,14 @@ from typing import Any
 
 import structlog
 import uvicorn
+from sqlalchemy import Engine
 from starlette.applications import Starlette
 
 from notifier.bootstrap import Runtime, build
 from notifier.config import Settings
 from notifier.errors import NotifierError
 from notifier.scheduler import start_scheduler
+from notifier.store.engine import make_engine
 from notifier.store.migrate import require_head
 from notifier.web import create_app
 
@@ -27,11 +29,16 @@ class StartupError(NotifierError):
     """The daemon cannot do its job safely and says why before doing anything."""
 
 
-def prepare(settings: Settings, **build_kwargs: Any) -> Runtime:
-    """Build the runtime and refuse to start on a stale schema or missing templates (BR-10)."""
-    runtime = build(settings, **build_kwargs)
+def prepare(settings: Settings, *, engine: Engine | None = None, **build_kwargs: Any) -> Runtime:
+    """Build the runtime, refusing a stale schema (before anything else exists) or missing templates (BR-10)."""
+    engine = engine or make_engine(settings.database_url)
     try:
-        require_head(runtime.engine)
+        require_head(engine)
+    except Exception:
+        engine.dispose()
+        raise
+    runtime = build(settings, engine=engine, **build_kwargs)
+    try:
         missing = runtime.refresh_templates()
     except Exception:
         runtime.close()

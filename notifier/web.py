@@ -25,6 +25,10 @@ from notifier.store import inbox, orders
 
 log = structlog.get_logger("notifier.web")
 
+# Meta batches up to 1,000 changes a POST; this is far above any real one. The body must be read
+# before its signature can be checked, so without a cap anyone could make us buffer gigabytes.
+MAX_WEBHOOK_BODY_BYTES = 32 * 1024 * 1024
+
 
 class WebhookWorker:
     """Processes stored receipts in a background thread, woken by each POST (and every second)."""
@@ -78,7 +82,10 @@ def create_app(
         return PlainTextResponse("forbidden", status_code=403)
 
     async def receive(request: Request) -> Response:
-        body = await request.body()
+        body = await read_body(request, MAX_WEBHOOK_BODY_BYTES)
+        if body is None:
+            log.warning("webhook.too_large", limit=MAX_WEBHOOK_BODY_BYTES)
+            return PlainTextResponse("payload too large", status_code=413)
         header = request.headers.get("x-hub-signature-256")
         if not signatures.is_valid(settings.whatsapp.app_secret.reveal(), body, header):
             log.warning("webhook.bad_signature", has_header=header is not None)
@@ -111,6 +118,21 @@ def create_app(
         ],
         lifespan=lifespan,
     )
+
+
+async def read_body(request: Request, limit: int) -> bytes | None:
+    """The raw body, or None (read no further) once it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def signatures_equal(given: str | None, expected: str) -> bool:

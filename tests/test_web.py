@@ -39,6 +39,7 @@ from notifier.serving import RunningServer, serve_in_thread
 from notifier.signatures import sign
 from notifier.store import outbox
 from notifier.store.tables import inbound_messages, messages, webhook_receipts
+from notifier.web import MAX_WEBHOOK_BODY_BYTES
 from tests.conftest import Clock
 
 DATA = Path(__file__).parent / "data" / "whatsapp"
@@ -193,14 +194,16 @@ class LiveDaemon:
         assert message_id is not None
         return message_id
 
-    def post_signed(self, value: dict[str, Any]) -> int | None:
-        """POST one ``messages`` change ``value`` in Meta's envelope, signed, without opening any
-        window on the sandbox side (unlike ``post_inbound``)."""
-        envelope = meta.envelope(
-            self.whatsapp.waba_id, self.whatsapp.phone_number_id, value, "15550001111"
-        )
-        raw = meta.meta_json(envelope)
-        return self.whatsapp.post_raw(raw, sign(self.whatsapp.app_secret, raw))
+    def post_signed(self, body: dict[str, Any] | bytes) -> int:
+        """POST ``body`` (a ``messages`` change value, or raw bytes) signed like Meta, straight to
+        the daemon: unlike the sandbox's ``post_inbound`` it opens no window on the sandbox side."""
+        if isinstance(body, dict):
+            envelope = meta.envelope(
+                self.whatsapp.waba_id, self.whatsapp.phone_number_id, body, "15550001111"
+            )
+            body = meta.meta_json(envelope)
+        headers = {"X-Hub-Signature-256": sign(self.whatsapp.app_secret, body)}
+        return httpx.post(self.url, content=body, headers=headers, timeout=5).status_code
 
 
 def _start_sandboxes(clock: Clock, webhook_url: str, app_secret: str | None) -> Sandboxes:
@@ -436,3 +439,19 @@ def test_healthz_reports_a_store_that_never_polled(daemon: LiveDaemon) -> None:
     after = httpx.get(health, timeout=5)
     assert (after.status_code, after.json()) == (200, {"ok": True, "problems": []})
 
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_oversized_body_is_refused_unread_and_nothing_stored(
+    daemon: LiveDaemon, chunked: bool
+) -> None:
+    """A body over MAX_WEBHOOK_BODY_BYTES gets 413 (not a 5xx), whatever its signature."""
+    body = b" " * (MAX_WEBHOOK_BODY_BYTES + 1)
+    headers = {"X-Hub-Signature-256": sign(daemon.whatsapp.app_secret, body)}
+    content: bytes | Iterator[bytes] = (
+        (body[i : i + 65536] for i in range(0, len(body), 65536)) if chunked else body
+    )
+    response = httpx.post(daemon.url, content=content, headers=headers, timeout=30)
+    assert response.status_code == 413
+    assert daemon.count(webhook_receipts) == 0
+    assert daemon.post_signed(br16_body()) == 200  # the server still answers afterwards
