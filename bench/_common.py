@@ -358,6 +358,11 @@ def machine() -> dict[str, str]:
     }
 
 
+def load_average() -> str:
+    """1, 5 and 15 minute load averages: other work on the machine skews every figure."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def _command(argv: list[str]) -> str:
     try:
         return subprocess.run(argv, capture_output=True, text=True, check=False).stdout

@@ -15,6 +15,8 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+from pywa.client import WhatsApp
+from pywa.types.templates import TemplateLanguage
 from sqlalchemy import Engine
 
 from bench._common import (
@@ -38,7 +40,7 @@ from notifier.dispatch import Dispatcher
 from notifier.store import outbox, registry
 from notifier.whatsapp import WhatsAppClient
 
-TOKEN = "sandbox-wa-token"  # noqa: S105 - the sandbox's public token
+TOKEN = "sandbox-wa-token"
 PHONE_ID = "100000000000001"
 WABA_ID = "200000000000002"
 API_VERSION = "v24.0"
@@ -126,9 +128,6 @@ def pywa_rate(base_url: str, count: int) -> float:
     pywa fixes its session's base URL to graph.facebook.com when it is built; we hand it our own
     ``httpx.Client`` and re-point that client at the sandbox afterwards (no pywa internals touched).
     """
-    from pywa import WhatsApp
-    from pywa.types.templates import TemplateLanguage
-
     session = httpx.Client()
     wa = WhatsApp(phone_id=PHONE_ID, token=TOKEN, session=session, api_version=24.0)
     session.base_url = httpx.URL(f"{base_url}/{API_VERSION}")
@@ -312,4 +311,3 @@ def _sent_since(base_url: str, since: float) -> list[float]:
     response.raise_for_status()
     stamps: list[float] = response.json()
     return stamps
-

@@ -170,19 +170,21 @@ STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1f2937;
 background:#f3f4f6}header{background:#111827;color:#f9fafb;padding:12px 24px}
 header h1{font-size:18px;margin:0}header p{margin:2px 0 0;color:#9ca3af;font-size:12px}
-main{padding:16px 24px;max-width:1280px}section{background:#fff;border:1px solid #e5e7eb;
+main{padding:16px 24px;max-width:1560px}section{background:#fff;border:1px solid #e5e7eb;
 border-radius:8px;padding:12px 16px;margin-bottom:16px}h2{font-size:15px;margin:0 0 8px}
 form{display:flex;flex-wrap:wrap;gap:10px;align-items:end}label{display:flex;flex-direction:column;
 font-size:12px;color:#4b5563}select,input{font:inherit;padding:4px 6px;border:1px solid #d1d5db;
 border-radius:4px}button{font:inherit;padding:5px 14px;background:#2563eb;color:#fff;border:0;
-border-radius:4px}a{color:#2563eb}table{border-collapse:collapse;width:100%}
-th,td{padding:5px 8px;border-bottom:1px solid #e5e7eb;text-align:left;vertical-align:top}
+border-radius:4px}a{color:#2563eb}table{border-collapse:collapse;width:100%}table.totals{width:auto}
+th,td{padding:5px 8px;border-bottom:1px solid #e5e7eb;text-align:left;vertical-align:top;
+white-space:nowrap}td.wrap{white-space:normal;min-width:180px}.scroll{overflow-x:auto}
 th{background:#f9fafb;font-size:12px;color:#4b5563}td.num,th.num{text-align:right;
 font-variant-numeric:tabular-nums}.badge{display:inline-block;padding:0 6px;border-radius:9px;
 font-size:12px;background:#e5e7eb}.s-delivered,.s-read{background:#dcfce7;color:#166534}
 .s-sent,.s-accepted{background:#dbeafe;color:#1e40af}.s-failed{background:#fee2e2;color:#991b1b}
 .s-skipped{background:#fef3c7;color:#92400e}.s-queued,.s-sending,.s-ambiguous{background:#ede9fe;
 color:#5b21b6}.err{color:#991b1b}.muted{color:#6b7280}.charts{display:flex;flex-wrap:wrap;gap:16px}
+.charts svg{flex:1 1 360px;max-width:560px;height:auto}
 .pager{display:flex;gap:16px;align-items:center;margin-top:8px}.error{color:#991b1b}
 """
 
@@ -217,23 +219,30 @@ def _reasons(counter: Counter[str]) -> str:
     return ", ".join(f"{escape(reason)} {n}" for reason, n in sorted(counter.items())) or "—"
 
 
+def _summary_row(s: CurrencySummary) -> str:
+    # Rows with no currency have no price at all: a sum of nothing would read as "0".
+    estimated = money(s.estimated, s.currency) if s.currency else "—"
+    confirmed = money(s.confirmed, s.currency) if s.currency else "—"
+    return (
+        f"<tr><td>{escape(s.currency or 'unknown')}</td><td class=num>{s.messages}</td>"
+        f"<td class=num>{escape(estimated)}</td><td class=num>{escape(confirmed)}</td>"
+        f"<td class=num>{s.free}</td><td class=muted>{_reasons(s.free_reasons)}</td>"
+        f"<td class=num>{s.unknown}</td></tr>"
+    )
+
+
 def _totals(summaries: Sequence[CurrencySummary]) -> str:
     if not summaries:
         return "<section><h2>Totals</h2><p class=muted>No messages priced in this period.</p></section>"
+    titles = ("Currency", "Messages", "Estimated", "Confirmed", "Free", "Free because", "Unknown")
     head = "".join(
-        f'<th class="num">{h}</th>' if i else f"<th>{h}</th>"
-        for i, h in enumerate(("Currency", "Messages", "Estimated", "Confirmed", "Free", "Unknown"))
+        f"<th>{title}</th>"
+        if title in ("Currency", "Free because")
+        else f'<th class="num">{title}</th>'
+        for title in titles
     )
-    lines = []
-    for s in summaries:
-        lines.append(
-            f"<tr><td>{escape(s.currency or 'unknown')}</td><td class=num>{s.messages}</td>"
-            f"<td class=num>{escape(money(s.estimated, s.currency))}</td>"
-            f"<td class=num>{escape(money(s.confirmed, s.currency))}</td>"
-            f"<td class=num>{s.free} <span class=muted>({_reasons(s.free_reasons)})</span></td>"
-            f"<td class=num>{s.unknown}</td></tr>"
-        )
-    return f"<section><h2>Totals</h2><table><tr>{head}</tr>{''.join(lines)}</table></section>"
+    rows = "".join(_summary_row(s) for s in summaries)
+    return f'<section><h2>Totals</h2><table class="totals"><tr>{head}</tr>{rows}</table></section>'
 
 
 def _charts(rows: Sequence[LedgerRow], where: MessageFilter) -> str:
@@ -272,7 +281,7 @@ def _log_row(entry: LogEntry) -> str:
         escape(entry.free_reason or ""),
         failure,
     )
-    row = "".join(f"<td>{cell}</td>" for cell in cells)
+    row = "".join(f"<td>{cell}</td>" for cell in cells[:-1]) + f'<td class="wrap">{cells[-1]}</td>'
     return f'<tr class="msg"><td class="mid">{entry.message_id}</td>{row}</tr>'
 
 
@@ -290,7 +299,7 @@ def _log(entries: Sequence[LogEntry], request: PageRequest, total: int) -> str:
         links.append(_page_link(request, request.page + 1, "Older →"))
     pager = f"<span>Page {request.page} of {pages} · {total} message(s)</span>" + "".join(links)
     return (
-        f'<section><h2>Messages</h2><table id="log"><tr>{head}</tr>{rows}</table>'
+        f'<section><h2>Messages</h2><div class="scroll"><table id="log"><tr>{head}</tr>{rows}</table></div>'
         f'<div class="pager">{pager}</div></section>'
     )
 

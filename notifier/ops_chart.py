@@ -14,10 +14,10 @@ from html import escape
 from notifier.costs import money, plain_amount
 from notifier.store.ledger import LedgerRow
 
-WIDTH, HEIGHT = 600, 300
-LEFT, RIGHT, TOP, BOTTOM = 64, 16, 36, 84
+WIDTH, HEIGHT = 460, 280
+LEFT, RIGHT, TOP, BOTTOM = 64, 12, 36, 80
 PLOT_W, PLOT_H = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-MAX_DAY_LABELS = 8
+MAX_DAY_LABELS = 6
 Y_TICKS = 4
 CATEGORY_COLOURS = {
     "utility": "#2563eb",
@@ -91,8 +91,8 @@ def cost_chart(
         f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" class="cost-chart" '
         f'data-currency="{escape(currency)}" '
         f'aria-label="Daily cost by category in {escape(currency)}" '
-        'font-family="system-ui,sans-serif" font-size="11">',
-        f'<text x="{LEFT}" y="18" font-size="13" font-weight="600">'
+        'font-family="system-ui,sans-serif" font-size="12">',
+        f'<text x="{LEFT}" y="18" font-size="14" font-weight="600">'
         f"Daily cost in {escape(currency)}</text>",
         *_y_axis(top, currency),
         *_bars(days, categories, amounts, top, currency),

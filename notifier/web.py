@@ -21,6 +21,8 @@ from starlette.routing import Route
 
 from notifier import signatures
 from notifier.bootstrap import Runtime
+from notifier.metrics import metrics_route
+from notifier.ops import ops_routes
 from notifier.store import inbox, orders
 
 log = structlog.get_logger("notifier.web")
@@ -115,6 +117,8 @@ def create_app(
             Route("/webhooks/whatsapp", verify, methods=["GET"]),
             Route("/webhooks/whatsapp", receive, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
+            *ops_routes(runtime),
+            metrics_route(runtime),
         ],
         lifespan=lifespan,
     )

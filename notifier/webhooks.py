@@ -92,9 +92,16 @@ def apply_status_update(
     if not is_new:
         log.debug("status.duplicate", wamid=update.wamid, status=update.status)
         return
-    message = outbox.find(conn, wamid=update.wamid, message_id=_message_id(update.callback_data))
+    message = outbox.find(
+        conn, wamid=update.wamid, message_id=_message_id(update.callback_data), lock=True
+    )
     if message is None:
         log.info("status.orphan", wamid=update.wamid, status=update.status)
+        return
+    if message.status == "sending":
+        # The send call has not returned yet: its "accepted" write would overwrite this status,
+        # so it stays pending and the dispatcher applies it after that write.
+        log.info("status.before_send_returned", wamid=update.wamid, status=update.status)
         return
     for stored in inbox.unapplied_statuses(conn, wamid=update.wamid):
         _apply(conn, message, stored, rate_cards, now)

@@ -6,6 +6,7 @@ WhatsApp client; status webhooks reach a real ``daemon_app`` served on loopback.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,16 +15,17 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from structlog.testing import capture_logs
 
 from notifier.bootstrap import Runtime
 from notifier.daemon import daemon_app
-from notifier.domain import Field, Rule, Tracking
+from notifier.domain import Field, RenderedTemplate, Rule, SendResult, Tracking
 from notifier.rules import DEFAULT_RULES
 from notifier.sandbox.harness import Sandboxes, start_sandboxes
 from notifier.serving import RunningServer, serve_in_thread
 from notifier.store import ledger, registry
+from notifier.store.tables import status_events
 from notifier.sync import SyncResult, sync_store
 from tests.conftest import Clock
 from tests.test_sync import drain, make_runtime, message_rows, order_guid, wix_order
@@ -178,10 +180,13 @@ def test_br06_api_132000_fails_each_message_and_alerts_once_per_template(
     runtime.sync_all()
     result = drain(runtime)
 
-    assert result.failed == 3 and result.retried == 0
+    assert result.failed == 3
+    assert result.retried == 0
     assert boxes.whatsapp.sent_messages() == []
     rows = message_rows(engine)
-    assert [(r["status"], r["error_code"], r["attempts"]) for r in rows] == [("failed", 132000, 1)] * 3
+    assert [(r["status"], r["error_code"], r["attempts"]) for r in rows] == [
+        ("failed", 132000, 1)
+    ] * 3
     assert [row.cost for row in ledger_rows(engine)] == [Decimal(0)] * 3
     assert [a.key for a in template_alerts(engine)] == ["template:order_shipped:en"]
 
@@ -249,9 +254,11 @@ def test_br07_missing_order_number_is_skipped_and_logged(
 
     assert boxes.whatsapp.sent_messages() == []
     [row] = message_rows(engine)
-    assert row["status"] == "skipped" and "order_number" in row["error_title"]
+    assert row["status"] == "skipped"
+    assert "order_number" in row["error_title"]
     skipped = [e for e in logs if e["event"] == "message.skipped"]
-    assert len(skipped) == 1 and "order_number" in skipped[0]["reason"]
+    assert len(skipped) == 1
+    assert "order_number" in skipped[0]["reason"]
     assert [r.cost for r in ledger_rows(engine)] == [Decimal(0)]
 
 
@@ -274,7 +281,9 @@ def test_br10_runtime_132001_fails_without_retry_and_alerts_once(
     assert drain(runtime).sent == 0
 
     rows = message_rows(engine)
-    assert [(r["status"], r["error_code"], r["attempts"]) for r in rows] == [("failed", 132001, 1)] * 2
+    assert [(r["status"], r["error_code"], r["attempts"]) for r in rows] == [
+        ("failed", 132001, 1)
+    ] * 2
     assert boxes.whatsapp.sent_messages() == []
     assert [r.cost for r in ledger_rows(engine)] == [Decimal(0)] * 2
     assert [a.key for a in template_alerts(engine)] == ["template:order_payment_received:en"]
@@ -312,9 +321,7 @@ def test_br10_no_fallback_when_the_default_pair_does_not_exist(
     boxes: Sandboxes, engine: Engine, clock: Clock
 ) -> None:
     """With default "fr" (absent too), an "ar" order fails locally: no send, cost 0."""
-    runtime = make_runtime(
-        boxes, engine, clock, rules=_arabic_first("fr"), default_language="fr"
-    )
+    runtime = make_runtime(boxes, engine, clock, rules=_arabic_first("fr"), default_language="fr")
     try:
         baseline(boxes, runtime, clock, wix_order(10150, created=created(clock), language="ar"))
         boxes.wix.set_payment(order_guid(10150), "PAID")
@@ -325,7 +332,8 @@ def test_br10_no_fallback_when_the_default_pair_does_not_exist(
 
     assert boxes.whatsapp.sent_messages() == []
     [row] = message_rows(engine)
-    assert row["status"] == "failed" and "not found" in row["error_title"]
+    assert row["status"] == "failed"
+    assert "not found" in row["error_title"]
     assert [r.cost for r in ledger_rows(engine)] == [Decimal(0)]
 
 
@@ -360,7 +368,8 @@ def test_br18_invalid_phone_is_skipped_with_a_warning_and_no_cost(
 
     assert boxes.whatsapp.sent_messages() == []
     [row] = message_rows(engine)
-    assert row["status"] == "skipped" and row["error_title"] == "invalid phone"
+    assert row["status"] == "skipped"
+    assert row["error_title"] == "invalid phone"
     assert [r.cost for r in ledger_rows(engine)] == [Decimal(0)]
     warnings = [e for e in logs if e["log_level"] == "warning" and e.get("order_number") == "10161"]
     assert [e["event"] for e in warnings] == ["message.skipped"]
@@ -381,14 +390,16 @@ def test_retryable_130429_then_success_sends_one_message_on_attempt_two(
     first = drain(runtime)
     [queued] = message_rows(engine)
     assert (first.retried, first.sent) == (1, 0)
-    assert queued["status"] == "queued" and queued["error_code"] == 130429
+    assert queued["status"] == "queued"
+    assert queued["error_code"] == 130429
     assert queued["next_attempt_at"] > clock()
     clock.now = queued["next_attempt_at"]
     second = drain(runtime)
 
     assert second.sent == 1
     [row] = message_rows(engine)
-    assert row["status"] == "accepted" and row["attempts"] == 2
+    assert row["status"] == "accepted"
+    assert row["attempts"] == 2
     assert len(boxes.whatsapp.sent_messages()) == 1
     assert len(ledger_rows(engine)) == 1
 
@@ -409,7 +420,8 @@ def test_br13_undeliverable_status_webhook_fails_the_message_at_zero_cost(
     assert row["error_title"] == "Message undeliverable"
     assert row["error_details"] == "Message Undeliverable."
     [cost] = ledger_rows(engine)
-    assert cost.confirmed_cost == Decimal(0) and cost.status == "failed"
+    assert cost.confirmed_cost == Decimal(0)
+    assert cost.status == "failed"
     clock.advance(hours=1)
     assert drain(runtime).sent == 0
     assert len(boxes.whatsapp.sent_messages()) == 1
@@ -433,3 +445,61 @@ def test_br24_cost_is_confirmed_once_on_delivery_despite_duplicate_webhooks(
     assert row.status == "delivered"
     posted = [a for a in boxes.whatsapp.webhook_log if a.status == 200]
     assert len(posted) == 4  # sent ×2, delivered ×2
+
+
+class WebhooksBeforeResponse:
+    """The real WhatsApp client, but its answer reaches the dispatcher only after Meta's status
+    webhooks for that message were received and processed (a slow response, a fast webhook)."""
+
+    def __init__(self, runtime: Runtime, boxes: Sandboxes) -> None:
+        self.client = runtime.whatsapp
+        self.boxes = boxes
+        self.engine = runtime.engine
+
+    def send_template(
+        self, to: str, template: RenderedTemplate, *, callback_data: str
+    ) -> SendResult:
+        result = self.client.send_template(to, template, callback_data=callback_data)
+        assert self.boxes.whatsapp.wait_for_webhooks()
+        wait_for(lambda: self._statuses_recorded(result.wamid))
+        time.sleep(0.2)  # let the daemon's webhook worker finish applying what it recorded
+        return result
+
+    def send_text(self, to: str, body: str, *, reply_to: str | None = None) -> SendResult:
+        return self.client.send_text(to, body, reply_to=reply_to)
+
+    def _statuses_recorded(self, wamid: str) -> bool:
+        with self.engine.connect() as conn:
+            found = conn.execute(select(status_events).where(status_events.c.wamid == wamid))
+            return len(found.all()) >= 1
+
+
+@pytest.mark.parametrize("undeliverable", [False, True], ids=["delivered", "failed"])
+def test_br13_status_webhook_processed_before_the_send_returns_is_not_lost(
+    boxes: Sandboxes,
+    runtime: Runtime,
+    engine: Engine,
+    clock: Clock,
+    webhooks: RunningServer,
+    undeliverable: bool,
+) -> None:
+    """Statuses applied while the send is still in flight survive it: final status and cost kept."""
+    boxes.whatsapp.status_delay = 0
+    baseline(boxes, runtime, clock, wix_order(10185, created=created(clock)))
+    if undeliverable:
+        boxes.whatsapp.mark_undeliverable("+919800010185")
+    boxes.wix.set_payment(order_guid(10185), "PAID")
+    runtime.sync_all()
+    slow = dataclasses.replace(runtime.dispatcher, sender=WebhooksBeforeResponse(runtime, boxes))
+
+    assert slow.dispatch_due().sent == 1
+
+    [row] = message_rows(engine)
+    [cost] = ledger_rows(engine)
+    if undeliverable:
+        assert (row["status"], row["error_code"]) == ("failed", 131026)
+        assert (cost.status, cost.confirmed_cost) == ("failed", Decimal(0))
+    else:
+        assert row["status"] == "delivered"
+        assert row["wamid"] is not None
+        assert (cost.status, cost.confirmed_cost) == ("delivered", Decimal("0.115"))

@@ -93,7 +93,8 @@ def test_issue_wix_429_on_search_fails_the_run_keeps_the_mark_and_next_run_catch
 
     with engine.connect() as conn:
         after_failure = orders.get_store_state(conn, STORE)
-    assert mark is not None and after_failure is not None
+    assert mark is not None
+    assert after_failure is not None
     assert after_failure.watermark == mark.watermark
     assert "rate limit" in (after_failure.last_poll_error or "")
     assert boxes.whatsapp.sent_messages() == []
@@ -104,8 +105,10 @@ def test_issue_wix_429_on_search_fails_the_run_keeps_the_mark_and_next_run_catch
     assert [m.body_params[1] for m in boxes.whatsapp.sent_messages()] == ["10123"]
     with engine.connect() as conn:
         caught_up = orders.get_store_state(conn, STORE)
-    assert caught_up is not None and caught_up.watermark is not None
-    assert mark.watermark is not None and caught_up.watermark > mark.watermark
+    assert caught_up is not None
+    assert caught_up.watermark is not None
+    assert mark.watermark is not None
+    assert caught_up.watermark > mark.watermark
     assert caught_up.last_poll_error is None
 
 

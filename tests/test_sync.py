@@ -147,7 +147,9 @@ def _br01_store(boxes: Sandboxes, runtime: Runtime, clock: Clock) -> None:
         raws.append(wix_order(number, created=created, updated=updated))
     boxes.wix.add_orders(raws)
     baseline = runtime.sync_all()[0]
-    assert baseline.ok and baseline.baseline and baseline.counts.orders_seen == 150
+    assert baseline.ok
+    assert baseline.baseline
+    assert baseline.counts.orders_seen == 150
     clock.now = BR01_CHANGE_AT
 
 
@@ -172,7 +174,9 @@ def test_br01_a_old_order_paid_is_found_by_updated_date_and_cursor_paging(
     assert first["sort"] == [{"fieldName": "updatedDate", "order": "ASC"}]
     conditions = first["filter"]["$and"]
     assert {"updatedDate": {"$gte": "2025-03-10T11:57:00.000Z"}} in conditions  # mark − 2 min
-    assert result.ok and result.counts.events == 1 and result.counts.queued == 1
+    assert result.ok
+    assert result.counts.events == 1
+    assert result.counts.queued == 1
     sent = boxes.whatsapp.sent_messages()
     assert [(m.template, m.body_params[1]) for m in sent] == [("order_payment_received", "10003")]
 
@@ -208,13 +212,17 @@ def test_br01_b_failed_second_page_keeps_the_watermark_and_next_run_sends_once(
     failed = sync_store(store.settings, FailsOnSecondPage(store.wix), engine, clock)
     drain(runtime)
 
-    assert not failed.ok and "504" in (failed.error or "")
+    assert not failed.ok
+    assert "504" in (failed.error or "")
     with engine.connect() as conn:
         state = orders.get_store_state(conn, store.settings.name)
         last_run = conn.execute(select(poll_runs).order_by(poll_runs.c.id.desc())).first()
-    assert mark_before is not None and state is not None
+    assert mark_before is not None
+    assert state is not None
     assert state.watermark == mark_before.watermark == BR01_MARK
-    assert last_run is not None and last_run.ok is False and last_run.pages == 1
+    assert last_run is not None
+    assert last_run.ok is False
+    assert last_run.pages == 1
 
     clock.advance(seconds=10)
     recovered = runtime.sync_all()[0]
@@ -223,7 +231,10 @@ def test_br01_b_failed_second_page_keeps_the_watermark_and_next_run_sends_once(
     numbers = sorted(int(m.body_params[1]) for m in boxes.whatsapp.sent_messages())
     assert numbers == changed
     with engine.connect() as conn:
-        assert orders.get_store_state(conn, store.settings.name).watermark > BR01_MARK  # type: ignore[union-attr]
+        moved = orders.get_store_state(conn, store.settings.name)
+    assert moved is not None
+    assert moved.watermark is not None
+    assert moved.watermark > BR01_MARK
 
 
 def test_br01_c_order_returned_by_the_overlap_without_change_sends_nothing(
@@ -322,15 +333,19 @@ def test_br05_first_poll_is_a_baseline(boxes: Sandboxes, engine: Engine, clock: 
     finally:
         runtime.close()
 
-    assert result.ok and result.baseline
+    assert result.ok
+    assert result.baseline
     assert boxes.whatsapp.sent_messages() == []
     with engine.connect() as conn:
         assert ledger.rows(conn) == []
         assert orders.count_snapshots(conn, "sandbox-store") == 250
         state = orders.get_store_state(conn, "sandbox-store")
-    assert state is not None and state.watermark is not None and state.baseline_at is not None
+    assert state is not None
+    assert state.watermark is not None
+    assert state.baseline_at is not None
     baselines = [e for e in logs if e["event"] == "baseline_created"]
-    assert len(baselines) == 1 and baselines[0]["count"] == 250
+    assert len(baselines) == 1
+    assert baselines[0]["count"] == 250
     assert message_rows(engine) == []
 
 
@@ -357,7 +372,8 @@ def test_br05_after_the_baseline_one_change_sends_one_and_a_restart_does_not_reb
             drain(restarted)
     finally:
         restarted.close()
-    assert result.ok and not result.baseline
+    assert result.ok
+    assert not result.baseline
     assert not [e for e in logs if e["event"] == "baseline_created"]
     assert len(boxes.whatsapp.sent_messages()) == 1
 
@@ -380,6 +396,7 @@ def test_br05_an_order_first_seen_after_the_baseline_follows_the_normal_rules(
     result = runtime.sync_all()[0]
     drain(runtime)
 
-    assert result.ok and not result.baseline
+    assert result.ok
+    assert not result.baseline
     sent = boxes.whatsapp.sent_messages()
     assert [(m.template, m.body_params[1]) for m in sent] == [("order_payment_received", "10251")]

@@ -44,9 +44,13 @@ class Sandboxes:
         self.stop()
 
 
-def start_sandboxes(clock: Callable[[], datetime], *, webhook_url: str | None = None) -> Sandboxes:
+def start_sandboxes(
+    clock: Callable[[], datetime], *, webhook_url: str | None = None, webhook_attempts: int = 3
+) -> Sandboxes:
     wix = WixSandbox(clock=clock)
-    whatsapp = WhatsAppSandbox(clock=clock, webhook_url=webhook_url)
+    whatsapp = WhatsAppSandbox(
+        clock=clock, webhook_url=webhook_url, webhook_attempts=webhook_attempts
+    )
     return Sandboxes(wix, whatsapp, serve_in_thread(wix.app), serve_in_thread(whatsapp.app))
 
 

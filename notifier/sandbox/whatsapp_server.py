@@ -75,6 +75,7 @@ class WhatsAppSandbox:
         duplicate_statuses: bool = False,
         shuffle_statuses: bool = False,
         send_read: bool = False,
+        webhook_attempts: int = 3,
     ) -> None:
         self.access_token = access_token
         self.app_secret = app_secret
@@ -98,7 +99,7 @@ class WhatsAppSandbox:
         self._pair_rate_limit = False
         self._wamids = itertools.count(1)
         self._inbound_ids = itertools.count(1)
-        self._poster = WebhookPoster(app_secret, webhook_url)
+        self._poster = WebhookPoster(app_secret, webhook_url, attempts=webhook_attempts)
         self.app = Starlette(
             routes=[
                 Route("/{version}/{phone_number_id}/messages", self._messages, methods=["POST"]),

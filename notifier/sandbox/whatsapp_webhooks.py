@@ -45,12 +45,14 @@ class WebhookPoster:
         *,
         attempts: int = 3,
         backoff: float = 0.05,
+        max_backoff: float = 1.0,
     ) -> None:
         self.delay = 0.0
         self._url: str | None = None
         self._app_secret = app_secret
         self._attempts = attempts
         self._backoff = backoff
+        self._max_backoff = max_backoff
         self._queue: queue.Queue[_Delivery] = queue.Queue()
         self._stop = threading.Event()
         self._idle = threading.Condition()
@@ -90,7 +92,7 @@ class WebhookPoster:
             if status is not None and status < 300:
                 return status
             last_attempt = attempt == self._attempts - 1
-            if last_attempt or self._stop.wait(self._backoff * 2**attempt):
+            if last_attempt or self._stop.wait(min(self._backoff * 2**attempt, self._max_backoff)):
                 break
         structlog.get_logger().warning("sandbox.webhook.dropped", url=self.url, status=status)
         return status

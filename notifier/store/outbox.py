@@ -145,7 +145,10 @@ def get(conn: Connection, message_id: int) -> OutboxMessage:
     return _to_message(row._mapping)
 
 
-def find(conn: Connection, *, wamid: str | None, message_id: int | None) -> OutboxMessage | None:
+def find(
+    conn: Connection, *, wamid: str | None, message_id: int | None, lock: bool = False
+) -> OutboxMessage | None:
+    """The message with this id or wamid; ``lock`` holds its row until the transaction ends."""
     conditions = []
     if message_id is not None:
         conditions.append(messages.c.id == message_id)
@@ -153,7 +156,8 @@ def find(conn: Connection, *, wamid: str | None, message_id: int | None) -> Outb
         conditions.append(messages.c.wamid == wamid)
     if not conditions:
         return None
-    row = conn.execute(select(messages).where(or_(*conditions)).limit(1)).first()
+    query = select(messages).where(or_(*conditions)).limit(1)
+    row = conn.execute(query.with_for_update() if lock else query).first()
     return None if row is None else _to_message(row._mapping)
 
 

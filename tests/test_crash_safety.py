@@ -1,0 +1,241 @@
+"""Fault injection: `notifier run` is killed with SIGKILL at random moments, again and again, while
+orders keep changing; afterwards every transition was notified exactly once (issue 4, crash safety).
+
+The daemon is a real subprocess with a real config file; the sandboxes run in this process and
+keep retrying status webhooks while the daemon is down, as Meta does.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select
+
+from notifier.bootstrap import utc_now
+from notifier.sandbox.harness import Sandboxes, free_port, start_sandboxes
+from notifier.store import orders
+from notifier.store.engine import make_engine
+from notifier.store.migrate import upgrade
+from notifier.store.tables import messages
+
+KILLS = int(os.environ.get("NOTIFIER_CRASH_KILLS", "200"))
+ORDERS = 60
+STORE = "crash"
+STEPS = (
+    ("paymentStatus", "PAID", "payment"),
+    ("fulfillmentStatus", "PARTIALLY_FULFILLED", "fulfillment"),
+    ("fulfillmentStatus", "FULFILLED", "fulfillment"),
+)
+SECRETS = {
+    "NOTIFIER_WIX_API_KEY": "sandbox-wix-key",
+    "NOTIFIER_WHATSAPP_ACCESS_TOKEN": "sandbox-wa-token",
+    "NOTIFIER_WHATSAPP_APP_SECRET": "sandbox-app-secret",
+    "NOTIFIER_WHATSAPP_VERIFY_TOKEN": "crash-verify",
+}
+
+
+def _order(index: int) -> dict[str, Any]:
+    return {
+        "id": str(uuid.UUID(int=index + 1)),
+        "number": str(20000 + index),
+        "status": "APPROVED",
+        "paymentStatus": "NOT_PAID",
+        "fulfillmentStatus": "NOT_FULFILLED",
+        "currency": "INR",
+        "buyerLanguage": "en",
+        "priceSummary": {"total": {"amount": "499.00", "currency": "INR"}},
+        "billingInfo": {
+            "address": {"country": "IN"},
+            "contactDetails": {"firstName": "Asha", "phone": f"+91 98765 {index:05d}"},
+        },
+        "lineItems": [{"productName": {"original": "Masala Tea"}, "quantity": 1}],
+    }
+
+
+def _config(path: Path, boxes: Sandboxes, database_url: str, port: int) -> Path:
+    path.write_text(
+        f"""
+database_url = "{database_url}"
+
+[web]
+host = "127.0.0.1"
+port = {port}
+
+[dispatch]
+interval_seconds = 0.2
+recipient_spacing_seconds = 0
+ambiguous_grace_seconds = 3
+
+[whatsapp]
+base_url = "{boxes.whatsapp_server.url}"
+api_version = "v24.0"
+phone_number_id = "{boxes.whatsapp.phone_number_id}"
+waba_id = "{boxes.whatsapp.waba_id}"
+timeout_seconds = 2
+
+[[stores]]
+name = "{STORE}"
+site_id = "{boxes.wix.site_id}"
+wix_base_url = "{boxes.wix_server.url}"
+poll_interval_seconds = 0.5
+overlap_seconds = 120
+default_country = "IN"
+quiet_hours_enabled = false
+request_timeout_seconds = 2
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+class _Daemon:
+    """Starts `notifier run` as a subprocess and kills it without warning."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self._args = [sys.executable, "-m", "notifier.cli", "--config", str(config), "run"]
+        self._log = log
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self._log.open("ab") as log:
+            self._process = subprocess.Popen(
+                self._args, env={**os.environ, **SECRETS}, stdout=log, stderr=log
+            )
+
+    def kill(self) -> None:
+        if self._process is not None:
+            self._process.send_signal(signal.SIGKILL)
+            self._process.wait(10)
+            self._process = None
+
+
+class _Customers:
+    """Moves orders through paid → partly shipped → shipped from a background thread."""
+
+    def __init__(self, boxes: Sandboxes, rng: random.Random) -> None:
+        self._boxes, self._rng = boxes, rng
+        self._progress = dict.fromkeys(range(ORDERS), 0)
+        self.expected: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        while self._advance():
+            pass
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._rng.uniform(0.05, 0.4)):
+            if not self._advance():
+                return
+
+    def _advance(self) -> bool:
+        pending = [i for i, step in self._progress.items() if step < len(STEPS)]
+        if not pending:
+            return False
+        index = self._rng.choice(pending)
+        field, value, kind = STEPS[self._progress[index]]
+        order_id = str(uuid.UUID(int=index + 1))
+        if field == "paymentStatus":
+            self._boxes.wix.set_payment(order_id, value)
+        else:
+            self._boxes.wix.set_fulfillment(order_id, value)
+        self.expected.add(f"{STORE}:{order_id}:{kind}:{value}")
+        self._progress[index] += 1
+        return True
+
+
+def _wait(condition: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _baseline_done(engine: Engine) -> bool:
+    with engine.connect() as conn:
+        state = orders.get_store_state(conn, STORE)
+    return state is not None and state.baseline_at is not None
+
+
+def _settled(engine: Engine, expected: set[str]) -> bool:
+    with engine.connect() as conn:
+        rows = conn.execute(select(messages.c.dedupe_key, messages.c.status)).all()
+    done = {key for key, status in rows if status in ("accepted", "sent", "delivered", "read")}
+    return expected <= done and not [s for _, s in rows if s in ("queued", "sending", "ambiguous")]
+
+
+@pytest.fixture
+def crash_world(tmp_path: Path) -> Iterator[tuple[Sandboxes, Engine, _Daemon]]:
+    port = free_port()
+    # Meta retries webhooks for days; ~40 capped retries outlive any single kill here.
+    boxes = start_sandboxes(
+        utc_now, webhook_url=f"http://127.0.0.1:{port}/webhooks/whatsapp", webhook_attempts=40
+    )
+    database_url = f"sqlite:///{tmp_path / 'crash.db'}"
+    engine = make_engine(database_url)
+    upgrade(engine)
+    boxes.wix.add_orders(_order(i) for i in range(ORDERS))
+    daemon = _Daemon(
+        _config(tmp_path / "notifier.toml", boxes, database_url, port), tmp_path / "daemon.log"
+    )
+    yield boxes, engine, daemon
+    daemon.kill()
+    engine.dispose()
+    boxes.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_random_kills_lose_and_duplicate_nothing(
+    crash_world: tuple[Sandboxes, Engine, _Daemon],
+) -> None:
+    """After KILLS random SIGKILLs mid-poll, mid-dispatch and mid-webhook, every transition has
+    exactly one accepted send at the WhatsApp sandbox: 0 lost, 0 duplicated."""
+    boxes, engine, daemon = crash_world
+    rng = random.Random(20261203)
+    daemon.start()
+    assert _wait(lambda: _baseline_done(engine), 30), "the first daemon never finished its baseline"
+    customers = _Customers(boxes, rng)
+    customers.start()
+    for _ in range(KILLS):
+        time.sleep(rng.uniform(0.05, 2.5))
+        daemon.kill()
+        daemon.start()
+    customers.stop()
+    settled = _wait(lambda: _settled(engine, customers.expected), 120)
+    daemon.kill()
+
+    with engine.connect() as conn:
+        key_of = dict(conn.execute(select(messages.c.id, messages.c.dedupe_key)).all())
+    sends = Counter(
+        key_of.get(int(m.callback_data or 0), "?") for m in boxes.whatsapp.sent_messages()
+    )
+    duplicated = {key: n for key, n in sends.items() if n > 1}
+    lost = customers.expected - set(sends)
+    print(
+        f"\ncrash safety: {KILLS} kills, {len(customers.expected)} transitions, "
+        f"{sum(sends.values())} sends, {len(lost)} lost, {len(duplicated)} duplicated"
+    )
+    assert settled, "the outbox never drained after the last restart"
+    assert lost == set()
+    assert duplicated == {}
+    assert set(sends) == customers.expected
