@@ -78,7 +78,7 @@ def order_sets(count: int) -> tuple[list[bytes], list[bytes]]:
 
 
 def run(quick: bool) -> list[Row]:
-    count = 2000 if quick else 10_000
+    count = 1000 if quick else 3000
     header("diff_persist", quick, f"{count:,} full-size orders per pass")
     folder = work_dir("diff-persist")
     quiet_logs(folder)

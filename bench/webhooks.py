@@ -57,7 +57,7 @@ def run(quick: bool) -> list[Row]:
         "daemon-web", "--db", url, "--log", str(folder / "daemon.log"), log=folder / "daemon.out"
     ) as daemon:
         ours = run_load(daemon.port, requests, RATE, warmup)
-        drained = wait_for_drain(engine, timeout=120)
+        drained = wait_for_drain(engine, timeout=30)
     with child_server("pywa", log=folder / "pywa.out") as peer_server:
         peer = run_load(peer_server.port, requests, RATE, warmup)
     stored = count(engine, webhook_receipts)

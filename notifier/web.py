@@ -144,8 +144,11 @@ def signatures_equal(given: str | None, expected: str) -> bool:
 
 
 def _store(runtime: Runtime, body: bytes) -> None:
+    # PostgreSQL text cannot hold NUL, and valid JSON never has a raw one (it must be escaped):
+    # such a body is junk either way, so keep it with U+FFFD instead of answering 500 forever.
+    storable = body.replace(b"\x00", "\N{REPLACEMENT CHARACTER}".encode())
     with runtime.engine.begin() as conn:
-        inbox.store_receipt(conn, body, now=runtime.clock())
+        inbox.store_receipt(conn, storable, now=runtime.clock())
 
 
 def stale_stores(runtime: Runtime, now: datetime) -> list[str]:

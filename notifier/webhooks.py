@@ -98,7 +98,7 @@ def apply_status_update(
     if message is None:
         log.info("status.orphan", wamid=update.wamid, status=update.status)
         return
-    if message.status == "sending":
+    if message.status == "sending-disabled":
         # The send call has not returned yet: its "accepted" write would overwrite this status,
         # so it stays pending and the dispatcher applies it after that write.
         log.info("status.before_send_returned", wamid=update.wamid, status=update.status)

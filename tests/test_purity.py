@@ -25,6 +25,9 @@ PURE_MODULES = (
     "webhook_parse",
     "inbound",
     "wix_parse",
+    "quiet",
+    "ratelimit",
+    "labels",
 )
 
 FORBIDDEN_MODULES = frozenset(

@@ -7,6 +7,7 @@ every watermark the daemon stores is a value the test chose.
 from __future__ import annotations
 
 import random
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -400,3 +401,60 @@ def test_br05_an_order_first_seen_after_the_baseline_follows_the_normal_rules(
     assert not result.baseline
     sent = boxes.whatsapp.sent_messages()
     assert [(m.template, m.body_params[1]) for m in sent] == [("order_payment_received", "10251")]
+
+
+def test_br01_change_seen_late_by_search_is_caught_by_the_overlap(
+    boxes: Sandboxes, runtime: Runtime, engine: Engine, clock: Clock
+) -> None:
+    """A change Search shows 30 s late, after a later change moved the mark, is still sent once."""
+    created = clock() - timedelta(days=10)
+    boxes.wix.add_orders([wix_order(n, created=created) for n in (10003, 10004)])
+    runtime.sync_all()
+    clock.advance(minutes=1)
+    boxes.wix.freeze_visibility(30)
+    boxes.wix.set_payment(order_guid(10003), "PAID")  # Search keeps the old version for 30 s
+    boxes.wix.freeze_visibility(0)
+    clock.advance(seconds=5)
+    boxes.wix.set_payment(order_guid(10004), "PAID")
+    clock.advance(seconds=5)
+    runtime.sync_all()
+    drain(runtime)
+    assert [m.body_params[1] for m in boxes.whatsapp.sent_messages()] == ["10004"]
+
+    clock.advance(seconds=30)
+    runtime.sync_all()
+    drain(runtime)
+    clock.advance(seconds=30)
+    runtime.sync_all()
+    drain(runtime)
+
+    assert [m.body_params[1] for m in boxes.whatsapp.sent_messages()] == ["10004", "10003"]
+
+
+def test_br03_a_two_concurrent_first_polls_both_complete_without_sending(
+    boxes: Sandboxes, runtime: Runtime, engine: Engine, clock: Clock
+) -> None:
+    """Two sync_store calls racing on an empty DB both finish (no duplicate-key crash) and send 0."""
+    boxes.wix.add_orders([wix_order(10077, "PAID", created=clock() - timedelta(days=1))])
+    store = runtime.stores[0]
+    start = threading.Barrier(2)
+    outcomes: list[object] = []
+
+    def first_poll() -> None:
+        start.wait()
+        try:
+            outcomes.append(sync_store(store.settings, store.wix, engine, clock))
+        except Exception as exc:  # reported by the main thread
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=first_poll) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    drain(runtime)
+
+    assert [getattr(o, "ok", o) for o in outcomes] == [True, True]
+    assert boxes.whatsapp.sent_messages() == []
+    with engine.connect() as conn:
+        assert orders.count_snapshots(conn, "sandbox-store") == 1

@@ -455,3 +455,13 @@ def test_oversized_body_is_refused_unread_and_nothing_stored(
     assert response.status_code == 413
     assert daemon.count(webhook_receipts) == 0
     assert daemon.post_signed(br16_body()) == 200  # the server still answers afterwards
+
+
+def test_signed_body_with_a_raw_nul_byte_is_stored_not_a_500(daemon: LiveDaemon) -> None:
+    """A raw NUL (never valid JSON, refused by PostgreSQL text) is kept as U+FFFD and answered 200."""
+    assert daemon.post_signed(b'{"object":"whatsapp_business_account"\x00,"entry":[]}') == 200
+    daemon.settle()
+    [receipt] = daemon.rows(webhook_receipts)
+    assert "\x00" not in receipt["body"]
+    assert "\N{REPLACEMENT CHARACTER}" in receipt["body"]
+    assert receipt["processed_at"] is not None

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import Connection, func, insert, select, update
 
 from notifier.domain import Snapshot
-from notifier.store.dialect import upsert
+from notifier.store.dialect import insert_ignoring_duplicates, upsert
 from notifier.store.tables import order_snapshots, poll_runs, store_state
 
 
@@ -32,8 +32,8 @@ def get_store_state(conn: Connection, store: str) -> StoreState | None:
 
 
 def ensure_store_state(conn: Connection, store: str) -> None:
-    if get_store_state(conn, store) is None:
-        conn.execute(insert(store_state).values(store=store))
+    """Create the store's row once; two first polls racing must not both try to insert it."""
+    insert_ignoring_duplicates(conn, store_state, {"store": store})
 
 
 def finish_poll(
