@@ -26,6 +26,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -136,6 +137,10 @@ messages = Table(
     Column("status", String(16), nullable=False, index=True),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", UTCDateTime(), index=True),
+    # An ambiguous send (timeout after the request left) is resent at most once, after a grace.
+    Column(
+        "resent_after_ambiguity", Boolean, nullable=False, default=False, server_default=false()
+    ),
     Column("wamid", String(200), unique=True),
     Column("error_code", Integer),
     Column("error_title", Text),
