@@ -48,7 +48,8 @@ def main() -> int:
         try:
             rows.extend(_run(module.run, args.quick, name, args.profile))
         except Exception as exc:  # one broken benchmark must not hide the others' numbers
-            failures.append(f"{name}: {type(exc).__name__}: {exc}")
+            last = (str(exc).strip().splitlines() or [""])[-1][:300]
+            failures.append(f"{name}: {type(exc).__name__}: {last}")
             print(f"  {name} FAILED: {type(exc).__name__}: {exc}", flush=True)
     print(f"\n== summary ({time.monotonic() - started:.0f} s, load average {load_average()}) ==\n")
     print(markdown_table(rows))

@@ -74,7 +74,7 @@ class Row:
             parts.append(f"target {self.target} ({verdict})")
         if self.peer is not None:
             parts.append(f"{self.peer_name}: {fmt(self.peer)} {self.unit}")
-            parts.append(f"ratio {fmt(self.ratio)}x")
+            parts.append(f"ratio {fmt(self.ratio)}x" if self.ratio is not None else "ratio n/a")
         if self.note:
             parts.append(self.note)
         return "  " + " | ".join(parts)

@@ -36,6 +36,7 @@ from bench._common import (
 from notifier.bootstrap import load_rate_card
 from notifier.config import Secret, Settings, StoreSettings, WhatsAppSettings
 from notifier.dispatch import Dispatcher
+from notifier.ratelimit import TokenBucket
 from notifier.store import outbox, registry
 from notifier.whatsapp import WhatsAppClient
 
@@ -260,19 +261,19 @@ def queue_messages(engine: Engine, count: int, *, offset: int) -> None:
 def limited(engine: Engine, sandbox: ChildServer, seconds: float) -> list[Row]:
     """The limit as the daemon can express it today, and what Meta would see."""
     rows: list[Row] = []
-    limit_field = next(
-        (f.name for f in dataclasses.fields(Dispatcher) if "per_second" in f.name), None
-    )
     client = _client(sandbox.url)
-    if limit_field is not None:
-        how = f"Dispatcher.{limit_field}={LIMIT_PER_SECOND}"
-        dispatcher = _dispatcher(engine, client, **{limit_field: LIMIT_PER_SECOND})
+    override = limit_override()
+    if override is not None:
+        fields, how = override
+        dispatcher = _dispatcher(engine, client, **fields)
+        tick = 0.1  # the limiter paces the sends; the job only has to come round often
     else:
         how = "no global limit exists: emulated as batch_size=80 per 1 s dispatch tick"
         dispatcher = _dispatcher(engine, client, batch_size=LIMIT_PER_SECOND)
+        tick = 1.0
     queue_messages(engine, int(LIMIT_PER_SECOND * seconds * 1.5) + 200, offset=20_000_000)
     start = time.time()
-    _tick(dispatcher, start, seconds)
+    _tick(dispatcher, start, seconds, tick)
     stamps = _sent_since(sandbox.url, start)
     client.close()
     in_run = [s for s in stamps if s < start + seconds]
@@ -312,25 +313,35 @@ def limited(engine: Engine, sandbox: ChildServer, seconds: float) -> list[Row]:
             "max sends in any 100 ms window",
             per_100ms,
             "msg",
-            "<= 8 (smooth 80/s)",
-            per_100ms <= LIMIT_PER_SECOND / 10,
             higher_is_better=False,
-            note="bursts: a batch leaves at full speed",
+            note="a smooth 80/s would be 8; a batch leaves at full speed",
         ),
     )
     return rows
 
 
-def _tick(dispatcher: Dispatcher, start: float, seconds: float) -> None:
-    """The scheduler's dispatch job at a 1 s interval (APScheduler keeps a fixed grid)."""
+def limit_override() -> tuple[dict[str, Any], str] | None:
+    """The Dispatcher field that sets a global send rate, once one exists (None until then)."""
+    for item in dataclasses.fields(Dispatcher):
+        name = item.name
+        if any(word in name for word in ("per_second", "throughput", "rate_limit")):
+            return {name: LIMIT_PER_SECOND}, f"Dispatcher.{name}={LIMIT_PER_SECOND}"
+        if "bucket" in name or "limiter" in name:
+            bucket = TokenBucket(float(LIMIT_PER_SECOND), burst=1.0)
+            return {name: bucket}, f"Dispatcher.{name}=TokenBucket({LIMIT_PER_SECOND}/s, burst 1)"
+    return None
+
+
+def _tick(dispatcher: Dispatcher, start: float, seconds: float, interval: float) -> None:
+    """The scheduler's dispatch job on a fixed grid (as APScheduler keeps it), never overlapping."""
     tick = 0
     while True:
-        due = start + tick
+        due = start + tick * interval
         if due >= start + seconds:
             return
         time.sleep(max(0.0, due - time.time()))
         dispatcher.dispatch_due()
-        tick += 1
+        tick = max(tick + 1, int((time.time() - start) / interval) + 1)
 
 
 def _sent_since(base_url: str, since: float) -> list[float]:

@@ -35,6 +35,7 @@ from notifier.store import orders
 from notifier.wix_parse import parse_order
 
 STORE = "latency-store"
+PROCESSING_SLACK = 0.5  # seconds for the poll, the send and the bookkeeping themselves
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +47,8 @@ class Case:
 
     @property
     def bound(self) -> float:
-        return self.poll + self.dispatch
+        """Worst case: a change just after a poll waits a poll and a dispatch interval, plus work."""
+        return self.poll + self.dispatch + PROCESSING_SLACK
 
 
 def run(quick: bool) -> list[Row]:
@@ -70,7 +72,7 @@ def run(quick: bool) -> list[Row]:
                 f"change -> message, {case.name} (poll {case.poll:g} s, dispatch {case.dispatch:g} s)",
                 statistics.mean(got) if got else None,
                 "s mean",
-                f"max <= poll + dispatch = {case.bound:g} s",
+                f"max <= poll + dispatch + {PROCESSING_SLACK:g} s = {case.bound:g} s",
                 worst is not None and len(got) == len(samples) and worst <= case.bound,
                 higher_is_better=False,
                 note=f"{len(got)}/{len(samples)} arrived; samples "

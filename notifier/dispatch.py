@@ -24,7 +24,7 @@ from notifier.render import template_problems
 from notifier.retry import RandomSource, RetryPolicy, next_attempt_at, pair_rate_delay
 from notifier.store import inbox, ledger, outbox, registry
 from notifier.store.outbox import OutboxMessage, rendered_from_payload
-from notifier.webhooks import apply_pending_statuses
+from notifier.webhooks import apply_pending_statuses, settle_early_statuses
 
 log = structlog.get_logger("notifier.dispatch")
 
@@ -213,9 +213,11 @@ class Dispatcher:
         now = self.clock()
         price = self._estimate(message, info, now)
         with self.engine.begin() as conn:
-            outbox.set_status(conn, message.id, "accepted", now=now, wamid=sent.wamid)
-            self._ledger(conn, message, price, "accepted", now)
+            status = outbox.mark_accepted(conn, message.id, wamid=sent.wamid, now=now)
+            self._ledger(conn, message, price, status, now)
             apply_pending_statuses(conn, sent.wamid, message.id, self.rate_cards, now=now)
+            if status != "accepted":  # a status webhook was processed before the answer came
+                settle_early_statuses(conn, message.id, self.rate_cards, now=now)
         result.sent += 1
         log.info(
             "message.sent",

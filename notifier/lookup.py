@@ -61,6 +61,7 @@ class Responder:
         """Store, open the window, decide the answer, queue it (once)."""
         now = self.clock()
         sender = message.from_wa_id
+        text = storable_text(message.text)
         with self.engine.begin() as conn:
             is_new = inbox.record_inbound(
                 conn,
@@ -68,7 +69,7 @@ class Responder:
                 from_wa_id=sender,
                 user_id=message.user_id,
                 kind=message.type,
-                text=message.text,
+                text=text,
                 sent_at=message.timestamp,
                 now=now,
             )
@@ -80,19 +81,19 @@ class Responder:
         if not sender:
             log.warning("inbound.no_phone_number", inbound_id=message.id, user_id=message.user_id)
             return
-        intent = inbound.classify(message.text, message.type)
+        intent = inbound.classify(text, message.type)
         log.info(
             "inbound.received",
             inbound_id=message.id,
             intent=intent.value,
             sender=phones.mask(sender),
         )
-        reply = self._answer(intent, message, sender, now)
+        reply = self._answer(intent, text, sender, now)
         if reply is not None:
             self._queue(message, sender, reply, now)
 
     def _answer(
-        self, intent: Intent, message: InboundMessage, sender: str, now: datetime
+        self, intent: Intent, text: str | None, sender: str, now: datetime
     ) -> _Reply | None:
         if intent is Intent.STOP:
             with self.engine.begin() as conn:
@@ -104,7 +105,7 @@ class Responder:
             return _Reply(inbound.OPTED_IN_CONFIRMATION if changed else inbound.HELP_TEXT)
         if intent is Intent.OTHER:
             return _Reply(inbound.NON_TEXT_REPLY)
-        reference = inbound.find_order_reference(message.text or "")
+        reference = inbound.find_order_reference(text or "")
         if intent is Intent.HELP or reference is None:
             return _Reply(inbound.HELP_TEXT)
         if self._lookups_in_last_hour(sender, now) > self.settings.max_lookups_per_hour:
@@ -183,6 +184,15 @@ class Responder:
                 urgency="urgent",
             )
         self.on_queued()
+
+
+def storable_text(text: str | None) -> str | None:
+    """The text with what no backend can store (a lone surrogate from a JSON escape such as
+    ``\\ud83d``; NUL, which PostgreSQL refuses) replaced by U+FFFD."""
+    if text is None:
+        return None
+    paired = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return paired.replace("\x00", "\N{REPLACEMENT CHARACTER}")
 
 
 def _fetch(wix: OrderLookup, reference: OrderReference) -> Order | None:

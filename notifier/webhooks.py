@@ -98,11 +98,6 @@ def apply_status_update(
     if message is None:
         log.info("status.orphan", wamid=update.wamid, status=update.status)
         return
-    if message.status == "sending-disabled":
-        # The send call has not returned yet: its "accepted" write would overwrite this status,
-        # so it stays pending and the dispatcher applies it after that write.
-        log.info("status.before_send_returned", wamid=update.wamid, status=update.status)
-        return
     for stored in inbox.unapplied_statuses(conn, wamid=update.wamid):
         _apply(conn, message, stored, rate_cards, now)
 
@@ -122,6 +117,20 @@ def apply_pending_statuses(
     message = outbox.get(conn, message_id)
     for stored in pending:
         _apply(conn, message, stored, rate_cards, now)
+
+
+def settle_early_statuses(
+    conn: Connection, message_id: int, rate_cards: Mapping[str, RateCard], *, now: datetime
+) -> None:
+    """Price the statuses a webhook applied while the send was still in flight.
+
+    They moved the message on, but its ledger row did not exist yet, so nothing was confirmed.
+    """
+    message = outbox.get(conn, message_id)
+    for stored in inbox.applied_statuses(conn, message_id=message_id):
+        raw = stored.payload
+        pricing = raw.get("pricing") if isinstance(raw.get("pricing"), dict) else None
+        _confirm_cost(conn, message, stored, pricing, rate_cards, now)
 
 
 def _message_id(callback_data: str | None) -> int | None:

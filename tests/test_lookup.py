@@ -12,11 +12,16 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import Engine
 from structlog.testing import capture_logs
 
 from notifier import inbound
 from notifier.config import LookupSettings
+from notifier.lookup import storable_text
+from notifier.sandbox import whatsapp_templates as meta
+from notifier.sandbox.whatsapp_server import SentMessage
 from notifier.sandbox.wix_seed import seed_1023
 from notifier.store.tables import inbound_messages, ledger, opt_outs
 from tests.conftest import Clock
@@ -40,8 +45,8 @@ def daemon(engine: Engine, clock: Clock) -> Iterator[LiveDaemon]:
         yield running
 
 
-def _texts(sent: list[object]) -> list[str | None]:
-    return [getattr(m, "text", None) for m in sent]
+def _texts(sent: list[SentMessage]) -> list[str | None]:
+    return [m.text for m in sent]
 
 
 # --- the seed order, from its owner --------------------------------------------------------------
@@ -244,7 +249,7 @@ def test_start_without_stop_gets_help_not_a_confirmation(daemon: LiveDaemon) -> 
 
 
 def test_stop_inside_a_sentence_is_not_an_opt_out(daemon: LiveDaemon) -> None:
-    """"don't stop my order 1023" is a lookup, not an opt-out."""
+    """A sentence merely containing "stop" (don't stop my order 1023) is a lookup, not an opt-out."""
     assert _texts(daemon.ask(OWNER, "don't stop my order 1023")) == [SEED_REPLY]
     assert daemon.rows(opt_outs) == []
 
@@ -305,3 +310,28 @@ def test_window_is_not_moved_back_by_an_older_message(daemon: LiveDaemon, clock:
     daemon.ask(NOA, "hi")
     late = daemon.ask(NOA, "10126", timestamp=clock() - timedelta(hours=25))
     assert [(m.type, m.text) for m in late] == [("text", NOA_REPLY)]
+
+
+# --- text no database can store ------------------------------------------------------------------
+
+
+def test_text_with_lone_surrogate_and_nul_is_stored_and_answered(daemon: LiveDaemon) -> None:
+    """JSON escapes \\ud83d (a half emoji) and \\u0000 in a customer's text: stored as U+FFFD,
+    and the lookup is answered (before, the row failed to insert and the message was dropped)."""
+    question = meta.inbound_text_message(OWNER, "wamid.IN.HALF", daemon.clock(), "1023 \ud83d\x00")
+    assert daemon.post_signed({"messages": [question]}) == 200
+    daemon.settle()
+    assert _texts(daemon.sent_to(OWNER)) == [SEED_REPLY]
+    [row] = daemon.rows(inbound_messages)
+    assert row["text"] == "1023 \ufffd\ufffd"
+
+
+@given(st.text())
+def test_storable_text_is_always_encodable_and_keeps_clean_text(text: str) -> None:
+    """Any text comes out UTF-8 encodable without NUL; text that already was is unchanged."""
+    stored = storable_text(text)
+    assert stored is not None
+    stored.encode("utf-8")
+    assert "\x00" not in stored
+    clean = "\x00" not in text and not any("\ud800" <= ch <= "\udfff" for ch in text)
+    assert (stored == text) == clean

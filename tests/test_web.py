@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import Engine, RowMapping, Table, func, select
 
 from notifier.bootstrap import Runtime
-from notifier.config import LookupSettings, Secret, Settings
+from notifier.config import LookupSettings, Settings
 from notifier.daemon import daemon_app, prepare
 from notifier.domain import RenderedTemplate, TemplateParam
 from notifier.sandbox import whatsapp_templates as meta
@@ -57,7 +57,7 @@ SEED_REPLY = (
     "Total: Rs. 1,299.00"
 )
 NOA_REPLY = SEED_REPLY.replace("Priya", "Noa").replace("#1023", "#10126")
-BR16_SECRET = "test_app_secret"  # noqa: S105 - the field case's published test secret
+BR16_SECRET = "test_app_secret"  # the field case's published test secret
 BR16_SIGNATURE = "sha256=de95c12917d2b31ef4d1e82685607d094abb9615d68a697113fb654fa2ede4fe"
 BR16_TEXT = "Café 😀 order #10126 / noa@example.com"
 BR16_SENT_AT = datetime(2025, 1, 1, 10, 0, tzinfo=UTC)  # the body's timestamp 1735725600
@@ -320,7 +320,9 @@ def test_br16_missing_or_wrong_signature_is_refused_and_nothing_stored(
     raw_header = None if header is None else header.encode("utf-8")
     headers = {"Content-Type": "application/json"}
     with httpx.Client(timeout=5) as client:
-        request = client.build_request("POST", br16_daemon.url, content=br16_body(), headers=headers)
+        request = client.build_request(
+            "POST", br16_daemon.url, content=br16_body(), headers=headers
+        )
         if raw_header is not None:
             request.headers["X-Hub-Signature-256"] = raw_header.decode("latin-1")
         response = client.send(request)
@@ -438,7 +440,6 @@ def test_healthz_reports_a_store_that_never_polled(daemon: LiveDaemon) -> None:
     assert all(result.ok for result in daemon.runtime.sync_all())
     after = httpx.get(health, timeout=5)
     assert (after.status_code, after.json()) == (200, {"ok": True, "problems": []})
-
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])

@@ -389,7 +389,9 @@ def test_br24_delivered_after_read_is_still_charged_once(daemon: LiveDaemon, clo
 # --- BR-24: charged once per delivered message, by pricing type ---------------------------------
 
 
-def test_br24_ledger_charges_once_per_delivered_message(de_daemon: LiveDaemon, clock: Clock) -> None:
+def test_br24_ledger_charges_once_per_delivered_message(
+    de_daemon: LiveDaemon, clock: Clock
+) -> None:
     """A free_customer_service = 0, B regular = 0.0456 EUR once, C failed = 0; replays change
     nothing; the raw pricing is kept on the row."""
     a, b, c = _send_templates(de_daemon, clock, NOA, 3)

@@ -97,6 +97,17 @@ def unapplied_statuses(conn: Connection, *, wamid: str | None = None) -> list[St
     ]
 
 
+def applied_statuses(conn: Connection, *, message_id: int) -> list[StoredStatus]:
+    """The statuses already applied to a message, in arrival order."""
+    query = select(status_events).where(
+        status_events.c.applied.is_(True), status_events.c.message_id == message_id
+    )
+    return [
+        StoredStatus(r.id, r.wamid, r.status, r.callback_data, r.payload, r.event_at)
+        for r in conn.execute(query.order_by(status_events.c.id))
+    ]
+
+
 def mark_status_applied(conn: Connection, status_id: int, message_id: int) -> None:
     conn.execute(
         update(status_events)

@@ -194,6 +194,23 @@ def set_status(
     )
 
 
+def mark_accepted(conn: Connection, message_id: int, *, wamid: str, now: datetime) -> str:
+    """Record an accepted send; a status webhook may already have moved the row past "sending"
+    (it can arrive before the HTTP answer), and that status is kept. Returns the status now."""
+    conn.execute(
+        update(messages)
+        .where(messages.c.id == message_id, messages.c.status == "sending")
+        .values(status="accepted")
+    )
+    conn.execute(
+        update(messages)
+        .where(messages.c.id == message_id)
+        .values(wamid=wamid, sent_at=now, updated_at=now)
+    )
+    status = conn.execute(select(messages.c.status).where(messages.c.id == message_id))
+    return str(status.scalar_one())
+
+
 def advance_status(
     conn: Connection, message_id: int, status: str, *, at: datetime, now: datetime, **values: Any
 ) -> bool:
