@@ -42,11 +42,12 @@ def run_demo(*, duration: float | None = None, database_url: str | None = None) 
     log_path = folder / "notifier.log"
     with log_path.open("a", encoding="utf-8") as log_file:
         logs.configure(stream=log_file, json=True)
-        print(
-            "notifier demo: sandbox Wix + sandbox WhatsApp on loopback, the real daemon in between"
-        )
-        print(f"  database: {url}\n  daemon log: {log_path}\n")
-        return _run(url, deadline)
+        try:
+            print("notifier demo: sandbox Wix + sandbox WhatsApp, the real daemon in between")
+            print(f"  database: {url}\n  daemon log: {log_path}\n")
+            return _run(url, deadline)
+        finally:
+            logs.configure()  # never leave logging pointed at a file about to be closed
 
 
 def _run(url: str, deadline: float | None) -> int:
