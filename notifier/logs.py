@@ -20,10 +20,24 @@ def _drop_secrets(
     return event
 
 
+class _StderrLogger:
+    """Writes to whatever ``sys.stderr`` is at the moment of writing (it may be swapped)."""
+
+    def msg(self, message: str) -> None:
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
+
+
+def _stderr_logger(*_args: Any) -> _StderrLogger:
+    return _StderrLogger()
+
+
 def configure(
     *, stream: TextIO | None = None, json: bool | None = None, level: int = logging.INFO
 ) -> None:
-    """Configure once at start-up (never at import time)."""
+    """Configure once at start-up (never at import time); no ``stream`` means standard error."""
     out = stream or sys.stderr
     as_json = (not out.isatty()) if json is None else json
     renderer: Any = (
@@ -41,6 +55,6 @@ def configure(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        logger_factory=structlog.PrintLoggerFactory(stream) if stream else _stderr_logger,
         cache_logger_on_first_use=False,
     )
