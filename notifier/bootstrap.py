@@ -24,6 +24,8 @@ from notifier.config import Settings, StoreSettings
 from notifier.dispatch import Dispatcher, DispatchResult
 from notifier.lookup import Responder, StoreLookup
 from notifier.pricing import DEFAULT_RATE_CARD_PACKAGE, DEFAULT_RATE_CARD_RESOURCE, RateCard
+from notifier.quiet import QuietHours
+from notifier.ratelimit import TokenBucket
 from notifier.retry import RetryPolicy
 from notifier.store import leases, registry
 from notifier.store.engine import make_engine
@@ -141,6 +143,10 @@ def load_rate_card(settings: Settings, store: StoreSettings) -> RateCard:
     return card
 
 
+def quiet_hours_of(store: StoreSettings) -> QuietHours:
+    return QuietHours(store.zone, store.quiet_start, store.quiet_end, store.quiet_hours_enabled)
+
+
 def build(
     settings: Settings,
     *,
@@ -187,5 +193,10 @@ def build(
         recipient_spacing=timedelta(seconds=dispatch.recipient_spacing_seconds),
         stop_pause=timedelta(seconds=dispatch.stop_pause_seconds),
         batch_size=dispatch.batch_size,
+        quiet_hours={s.name: quiet_hours_of(s) for s in settings.stores},
+        throughput=TokenBucket(rate=dispatch.messages_per_second),
+        stale_sending=timedelta(seconds=2 * wa.timeout_seconds + 5),
+        ambiguous_grace=timedelta(seconds=dispatch.ambiguous_grace_seconds),
+        unreachable_skip=timedelta(days=dispatch.unreachable_skip_days),
     )
     return Runtime(settings, engine, clock, stores, whatsapp, rate_cards, dispatcher)

@@ -133,6 +133,7 @@ class DispatchSettings:
     stop_pause_seconds: float = 300
     ambiguous_grace_seconds: float = 900
     unreachable_skip_days: float = 7  # 0: never skip a number that was undeliverable (131026)
+    messages_per_second: float = 80  # the business number's throughput; 0: unlimited
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -386,6 +387,7 @@ def _dispatch(table: TomlTable) -> DispatchSettings:
         stop_pause_seconds=table.number("stop_pause_seconds", 300),
         ambiguous_grace_seconds=table.number("ambiguous_grace_seconds", 900, allow_zero=True),
         unreachable_skip_days=table.number("unreachable_skip_days", 7, allow_zero=True),
+        messages_per_second=table.number("messages_per_second", 80, allow_zero=True),
     )
 
 

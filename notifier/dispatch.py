@@ -7,6 +7,7 @@ our message id), never by a blind resend.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -17,9 +18,11 @@ import structlog
 from sqlalchemy import Connection, Engine
 
 from notifier import phones
-from notifier.domain import Price, RenderedTemplate, SendResult, TemplateInfo
+from notifier.domain import Price, RenderedTemplate, SendResult, TemplateInfo, Urgency
 from notifier.errors import WhatsAppErrorKind, WhatsAppPermanentError, WhatsAppTransientError
 from notifier.pricing import RateCard, estimate
+from notifier.quiet import QuietHours
+from notifier.ratelimit import TokenBucket
 from notifier.render import template_problems
 from notifier.retry import RandomSource, RetryPolicy, next_attempt_at, pair_rate_delay
 from notifier.store import inbox, ledger, outbox, registry
@@ -62,6 +65,13 @@ class Dispatcher:
     stop_pause: timedelta = timedelta(minutes=5)
     batch_size: int = 100
     paused_until: datetime | None = None
+    quiet_hours: Mapping[str, QuietHours] = field(default_factory=dict)
+    throughput: TokenBucket = field(default_factory=lambda: TokenBucket(rate=80.0))
+    stale_sending: timedelta = timedelta(seconds=30)
+    ambiguous_grace: timedelta = timedelta(minutes=15)
+    unreachable_skip: timedelta = timedelta(days=7)
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
 
     def dispatch_due(self) -> DispatchResult:
         """Send what is due now; returns counts for the canonical log line."""
@@ -69,6 +79,7 @@ class Dispatcher:
         now = self.clock()
         if self.paused_until and now < self.paused_until:
             return result
+        self._recover(now)
         with self.engine.begin() as conn:
             claimed = outbox.claim_due(conn, now=now, limit=self.batch_size)
         with self.engine.connect() as conn:
@@ -81,6 +92,19 @@ class Dispatcher:
         if claimed:
             log.info("dispatch.finished", claimed=len(claimed), **vars(result))
         return result
+
+    def _recover(self, now: datetime) -> None:
+        """After a crash: ``sending`` rows become ambiguous; ambiguous ones with no evidence after
+        the grace are resent once (the status webhook, tied by our id, usually settles them first)."""
+        with self.engine.begin() as conn:
+            stale = outbox.recover_stale_sending(conn, older_than=now - self.stale_sending, now=now)
+            resent = outbox.resend_stale_ambiguous(
+                conn, older_than=now - self.ambiguous_grace, now=now
+            )
+        if stale:
+            log.warning("dispatch.recovered_sending", count=stale)
+        for message_id in resent:
+            log.warning("message.resend_after_ambiguity", message_id=message_id)
 
     def _release(self, messages: list[OutboxMessage]) -> None:
         with self.engine.begin() as conn:
@@ -117,6 +141,15 @@ class Dispatcher:
             self._finish_unsent(
                 message, "skipped", "opted_out", result, title="recipient opted out"
             )
+            return
+        if self._unreachable(recipient, now):
+            title = "recipient recently undeliverable (131026)"
+            self._finish_unsent(message, "skipped", "unreachable", result, title=title)
+            return
+        hours = self.quiet_hours.get(message.store)
+        release = hours.release_at(now, Urgency(message.urgency)) if hours else None
+        if release is not None:
+            self._defer(message, release, result, status="deferred")
             return
         if last_send is not None and now - last_send < self.recipient_spacing:
             self._defer(message, last_send + self.recipient_spacing, result)
@@ -186,6 +219,7 @@ class Dispatcher:
         result: DispatchResult,
     ) -> None:
         recipient = message.recipient or ""
+        self._pace()
         try:
             if template is None:
                 sent = self.sender.send_text(
@@ -259,13 +293,33 @@ class Dispatcher:
             now=now,
         )
 
-    def _defer(self, message: OutboxMessage, until: datetime, result: DispatchResult) -> None:
-        """Not a failure: the row waits (same attempt count) until the recipient may be messaged again."""
+    def _unreachable(self, recipient: str, now: datetime) -> bool:
+        if self.unreachable_skip <= timedelta(0):
+            return False
+        with self.engine.connect() as conn:
+            return outbox.recently_undeliverable(conn, recipient, since=now - self.unreachable_skip)
+
+    def _pace(self) -> None:
+        """The business number's throughput limit (token bucket; default 80 messages/s)."""
+        wait = self.throughput.wait_time(self.monotonic())
+        if wait > 0:
+            self.sleep(wait)
+        self.throughput.take(self.monotonic())
+
+    def _defer(
+        self,
+        message: OutboxMessage,
+        until: datetime,
+        result: DispatchResult,
+        *,
+        status: str = "queued",
+    ) -> None:
+        """Not a failure: the row waits (same attempt count); quiet hours show as ``deferred``."""
         with self.engine.begin() as conn:
             outbox.set_status(
                 conn,
                 message.id,
-                "queued",
+                status,
                 now=self.clock(),
                 attempts=message.attempts - 1,
                 next_attempt_at=until,

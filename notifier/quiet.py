@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta, tzinfo
 
 from notifier.domain import Urgency
@@ -34,3 +35,23 @@ def release_at(
     )
     wake = datetime.combine(day, end, tzinfo=zone)
     return wake.astimezone(now.tzinfo)
+
+
+@dataclass(frozen=True, slots=True)
+class QuietHours:
+    """A store's quiet hours, in its own time zone."""
+
+    zone: tzinfo
+    start: time
+    end: time
+    enabled: bool = True
+
+    def release_at(self, now: datetime, urgency: Urgency) -> datetime | None:
+        return release_at(
+            now,
+            zone=self.zone,
+            start=self.start,
+            end=self.end,
+            urgency=urgency,
+            enabled=self.enabled,
+        )

@@ -17,7 +17,7 @@ import structlog
 from sqlalchemy import Connection, Engine
 
 from notifier import phones
-from notifier.pricing import RateCard, confirm
+from notifier.pricing import RateCard, confirm, estimate
 from notifier.store import inbox, ledger, outbox
 from notifier.store.inbox import StoredStatus
 from notifier.store.outbox import OutboxMessage
@@ -54,7 +54,7 @@ def _process_receipt(
 ) -> str | None:
     try:
         payload = json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         log.warning("webhook.unreadable", error=str(exc))
         return f"invalid JSON: {exc}"
     parsed = parse_webhook(payload)
@@ -158,7 +158,11 @@ def _apply(
     )
     inbox.mark_status_applied(conn, stored.id, message.id)
     if not moved:
+        # A late `delivered` (after `read`) may still carry the only pricing: charge it, once.
+        if stored.status != "failed":
+            _confirm_cost(conn, message, stored, pricing, rate_cards, now)
         return
+    _ensure_ledger_row(conn, message, stored.status, rate_cards, now)
     ledger.set_ledger_status(conn, message.id, stored.status)
     _confirm_cost(conn, message, stored, pricing, rate_cards, now)
     if stored.status == "failed":
@@ -193,6 +197,39 @@ def _confirm_cost(
     )
     if price is not None:
         ledger.confirm(conn, message.id, price, now=now, pricing_raw=pricing)
+
+
+def _ensure_ledger_row(
+    conn: Connection,
+    message: OutboxMessage,
+    status: str,
+    rate_cards: Mapping[str, RateCard],
+    now: datetime,
+) -> None:
+    """A message settled by a webhook after an ambiguous send has no ledger row yet: estimate it."""
+    if ledger.has_row(conn, message.id):
+        return
+    recipient = message.recipient or ""
+    price = estimate(
+        rate_cards.get(message.store) or RateCard(),
+        market=phones.market_of(recipient),
+        category="utility" if message.kind == "template" else "service",
+        on=now.date(),
+        window_open=inbox.window_open(conn, phones.digits(recipient), now),
+    )
+    ledger.record_estimate(
+        conn,
+        message_id=message.id,
+        store=message.store,
+        order_id=message.order_id,
+        order_number=message.order_number,
+        template=message.payload.get("name"),
+        price=price,
+        status=status,
+        recipient_masked=phones.mask(recipient) if recipient else None,
+        priced_on=now.date(),
+        now=now,
+    )
 
 
 def _first_error(raw: Mapping[str, Any]) -> dict[str, Any]:

@@ -122,10 +122,14 @@ class _Daemon:
 
 
 class _Customers:
-    """Moves orders through paid → partly shipped → shipped from a background thread."""
+    """Moves orders through paid → partly shipped → shipped from a background thread.
 
-    def __init__(self, boxes: Sandboxes, rng: random.Random) -> None:
-        self._boxes, self._rng = boxes, rng
+    An order moves on only once the daemon's snapshot shows its previous state: a state that
+    lives for less than one poll cannot be seen by any poller, so it is not a transition to count.
+    """
+
+    def __init__(self, boxes: Sandboxes, engine: Engine, rng: random.Random) -> None:
+        self._boxes, self._engine, self._rng = boxes, engine, rng
         self._progress = dict.fromkeys(range(ORDERS), 0)
         self.expected: set[str] = set()
         self._stop = threading.Event()
@@ -134,22 +138,36 @@ class _Customers:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        while self._advance():
-            pass
+    def finish(self, timeout: float) -> bool:
+        """Wait until every order went through every step (the daemon must be running)."""
+        return _wait(lambda: not self._thread.is_alive(), timeout)
 
     def _run(self) -> None:
-        while not self._stop.wait(self._rng.uniform(0.05, 0.4)):
+        while not self._stop.wait(self._rng.uniform(0.05, 0.3)):
             if not self._advance():
                 return
+
+    def _observed(self, index: int) -> bool:
+        step = self._progress[index]
+        if step == 0:
+            return True
+        field, value, _ = STEPS[step - 1]
+        with self._engine.connect() as conn:
+            snapshot = orders.load_snapshots(conn, STORE, [str(uuid.UUID(int=index + 1))])
+        seen = snapshot.get(str(uuid.UUID(int=index + 1)))
+        if seen is None:
+            return False
+        current = seen.payment_status if field == "paymentStatus" else seen.fulfillment_status
+        return current == value
 
     def _advance(self) -> bool:
         pending = [i for i, step in self._progress.items() if step < len(STEPS)]
         if not pending:
             return False
-        index = self._rng.choice(pending)
+        ready = [i for i in pending if self._observed(i)]
+        if not ready:
+            return True
+        index = self._rng.choice(ready)
         field, value, kind = STEPS[self._progress[index]]
         order_id = str(uuid.UUID(int=index + 1))
         if field == "paymentStatus":
@@ -214,13 +232,13 @@ def test_random_kills_lose_and_duplicate_nothing(
     rng = random.Random(20261203)
     daemon.start()
     assert _wait(lambda: _baseline_done(engine), 30), "the first daemon never finished its baseline"
-    customers = _Customers(boxes, rng)
+    customers = _Customers(boxes, engine, rng)
     customers.start()
     for _ in range(KILLS):
         time.sleep(rng.uniform(0.05, 2.5))
         daemon.kill()
         daemon.start()
-    customers.stop()
+    finished = customers.finish(180)
     settled = _wait(lambda: _settled(engine, customers.expected), 120)
     daemon.kill()
 
@@ -235,6 +253,7 @@ def test_random_kills_lose_and_duplicate_nothing(
         f"\ncrash safety: {KILLS} kills, {len(customers.expected)} transitions, "
         f"{sum(sends.values())} sends, {len(lost)} lost, {len(duplicated)} duplicated"
     )
+    assert finished, "the customers' script did not finish"
     assert settled, "the outbox never drained after the last restart"
     assert lost == set()
     assert duplicated == {}

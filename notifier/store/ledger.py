@@ -53,7 +53,7 @@ def record_estimate(
     now: datetime,
 ) -> None:
     """Write the message's ledger row (once; a resend keeps the first estimate)."""
-    if conn.execute(select(ledger.c.message_id).where(ledger.c.message_id == message_id)).first():
+    if has_row(conn, message_id):
         set_ledger_status(conn, message_id, status)
         return
     conn.execute(
@@ -74,6 +74,13 @@ def record_estimate(
             priced_on=priced_on,
             created_at=now,
         )
+    )
+
+
+def has_row(conn: Connection, message_id: int) -> bool:
+    return (
+        conn.execute(select(ledger.c.message_id).where(ledger.c.message_id == message_id)).first()
+        is not None
     )
 
 

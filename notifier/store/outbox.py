@@ -30,6 +30,8 @@ RANK = {
     "read": 5,
 }
 FINAL = frozenset({"failed", "skipped"})
+CLAIMABLE = ("queued", "deferred")
+UNDELIVERABLE = 131026
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ def claim_due(conn: Connection, *, now: datetime, limit: int) -> list[OutboxMess
     due = (
         select(messages.c.id)
         .where(
-            messages.c.status == "queued",
+            messages.c.status.in_(CLAIMABLE),
             or_(messages.c.next_attempt_at.is_(None), messages.c.next_attempt_at <= now),
         )
         .order_by((messages.c.urgency == "urgent").desc(), messages.c.id)
@@ -132,7 +134,7 @@ def claim_due(conn: Connection, *, now: datetime, limit: int) -> list[OutboxMess
     for message_id in conn.execute(due).scalars().all():
         moved = conn.execute(
             update(messages)
-            .where(messages.c.id == message_id, messages.c.status == "queued")
+            .where(messages.c.id == message_id, messages.c.status.in_(CLAIMABLE))
             .values(status="sending", attempts=messages.c.attempts + 1, updated_at=now)
         )
         if moved.rowcount == 1:
@@ -254,13 +256,54 @@ def count_by_status(conn: Connection) -> dict[str, int]:
     return {status: int(n) for status, n in rows}
 
 
-def stale_ambiguous(conn: Connection, *, older_than: datetime) -> list[OutboxMessage]:
-    rows = conn.execute(
-        select(messages).where(
-            and_(messages.c.status == "ambiguous", messages.c.updated_at <= older_than)
+def recover_stale_sending(conn: Connection, *, older_than: datetime, now: datetime) -> int:
+    """Rows left ``sending`` by a process that died: the request may or may not have left."""
+    result = conn.execute(
+        update(messages)
+        .where(messages.c.status == "sending", messages.c.updated_at <= older_than)
+        .values(
+            status="ambiguous",
+            updated_at=now,
+            error_title="outcome unknown: the sender stopped mid-send",
         )
     )
-    return [_to_message(r._mapping) for r in rows]
+    return int(result.rowcount)
+
+
+def resend_stale_ambiguous(conn: Connection, *, older_than: datetime, now: datetime) -> list[int]:
+    """Ambiguous rows with no status webhook after the grace are queued again, once only."""
+    ids = list(
+        conn.execute(
+            select(messages.c.id).where(
+                messages.c.status == "ambiguous",
+                messages.c.updated_at <= older_than,
+                messages.c.resent_after_ambiguity.is_(False),
+            )
+        ).scalars()
+    )
+    for message_id in ids:
+        conn.execute(
+            update(messages)
+            .where(messages.c.id == message_id, messages.c.status == "ambiguous")
+            .values(
+                status="queued", resent_after_ambiguity=True, next_attempt_at=None, updated_at=now
+            )
+        )
+    return ids
+
+
+def recently_undeliverable(conn: Connection, recipient: str, *, since: datetime) -> bool:
+    """Did WhatsApp call this number undeliverable (131026) since ``since``?"""
+    row = conn.execute(
+        select(messages.c.id)
+        .where(
+            messages.c.recipient == recipient,
+            messages.c.error_code == UNDELIVERABLE,
+            messages.c.failed_at >= since,
+        )
+        .limit(1)
+    ).first()
+    return row is not None
 
 
 def insert_message_row(conn: Connection, **values: Any) -> int:
