@@ -37,7 +37,7 @@ from notifier.wix import WixClient
 log = structlog.get_logger("notifier.bootstrap")
 
 
-LEASE_MIN_SECONDS = 30
+LEASE_MIN_SECONDS = 15
 
 
 def instance_name() -> str:

@@ -6,8 +6,9 @@ twice at once and missed runs collapse into one. Every real state lives in the d
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -20,8 +21,15 @@ TEMPLATE_REFRESH_SECONDS = 600
 WEBHOOK_SWEEP_SECONDS = 5
 
 
-def start_scheduler(runtime: Runtime, *, now: datetime) -> BackgroundScheduler:
-    """Start the poll job of every store, the dispatch job and the housekeeping jobs."""
+def start_scheduler(
+    runtime: Runtime, *, now: datetime, rng: random.Random | None = None
+) -> BackgroundScheduler:
+    """Start the poll job of every store, the dispatch job and the housekeeping jobs.
+
+    Each store's first poll comes at a random point of its first interval, so replicas started
+    together take different stores' leases (and keep them) instead of one replica taking all.
+    """
+    jitter = rng or random.Random()
     scheduler = BackgroundScheduler(
         timezone="UTC",
         job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 30},
@@ -33,7 +41,8 @@ def start_scheduler(runtime: Runtime, *, now: datetime) -> BackgroundScheduler:
             seconds=store.settings.poll_interval_seconds,
             id=f"poll:{store.settings.name}",
             args=[runtime, store],
-            next_run_time=now,
+            next_run_time=now
+            + timedelta(seconds=jitter.uniform(0, store.settings.poll_interval_seconds)),
         )
     scheduler.add_job(
         _guarded(runtime.dispatch, "dispatch"),
