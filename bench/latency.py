@@ -100,7 +100,8 @@ def measure(case: Case) -> list[float | None]:
     runtime = prepare(settings, engine=migrated(url))
     server = serve_in_thread(daemon_app(runtime, "all"), port=port)
     try:
-        baseline_at = wait_for_baseline(runtime.engine, timeout=60)
+        # the first poll comes at a random point of the first interval (replicas spread out)
+        baseline_at = wait_for_baseline(runtime.engine, timeout=case.poll + 60)
         changed: dict[str, datetime] = {}
         for offset, (order_id, number) in zip(case.offsets, picks, strict=True):
             time.sleep(max(0.0, baseline_at + offset - time.monotonic()))
