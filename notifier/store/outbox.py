@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, func, or_, select, update
+from sqlalchemy import Connection, RowMapping, func, insert, or_, select, update
 
 from notifier.domain import RenderedTemplate, TemplateParam
 from notifier.store.dialect import insert_for
@@ -304,3 +304,10 @@ def recently_undeliverable(conn: Connection, recipient: str, *, since: datetime)
         .limit(1)
     ).first()
     return row is not None
+
+
+def insert_message_row(conn: Connection, **values: Any) -> int:
+    """Raw insert, for tests and tools that need a message row with exact values."""
+    return int(
+        conn.execute(insert(messages).values(**values).returning(messages.c.id)).scalar_one()
+    )
