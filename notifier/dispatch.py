@@ -155,16 +155,9 @@ class Dispatcher:
             self._defer(message, last_send + self.recipient_spacing, result)
             return
         rendered, info = self._resolve_template(message, templates)
-        problems = (
-            ["template not found in the business account"]
-            if info is None
-            else template_problems(rendered, info)
-        )
-        if problems:
-            self._template_failure(message, rendered, "; ".join(problems), result)
-            return
-        assert info is not None
-        self._send(message, (rendered, info), result)
+        checked = self._checked(message, rendered, info, result)
+        if checked is not None:
+            self._send(message, checked, result)
 
     def _send_reply(
         self,
@@ -185,18 +178,30 @@ class Dispatcher:
             )
             return
         rendered = rendered_from_payload(fallback)
-        info = templates.get((rendered.name, rendered.language))
-        problems = (
-            ["template not found in the business account"]
-            if info is None
-            else template_problems(rendered, info)
+        checked = self._checked(
+            message, rendered, templates.get((rendered.name, rendered.language)), result
         )
+        if checked is not None:
+            log.info("reply.window_closed_template", template=rendered.name)
+            self._send(message, checked, result)
+
+    def _checked(
+        self,
+        message: OutboxMessage,
+        rendered: RenderedTemplate,
+        info: TemplateInfo | None,
+        result: DispatchResult,
+    ) -> tuple[RenderedTemplate, TemplateInfo] | None:
+        """The pre-send check against the account's template (BR-06); a failure alerts once per template."""
+        if info is None:
+            problems = ["template not found in the business account"]
+        else:
+            problems = template_problems(rendered, info)
         if problems:
             self._template_failure(message, rendered, "; ".join(problems), result)
-            return
+            return None
         assert info is not None
-        log.info("reply.window_closed_template", template=rendered.name)
-        self._send(message, (rendered, info), result)
+        return rendered, info
 
     def _resolve_template(
         self, message: OutboxMessage, templates: Mapping[tuple[str, str], TemplateInfo]

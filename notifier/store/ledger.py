@@ -8,7 +8,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, RowMapping, insert, select, update
 
 from notifier.domain import Price
 from notifier.store.tables import ledger
@@ -127,23 +127,25 @@ def rows(
         query = query.where(ledger.c.priced_on <= until)
     if store is not None:
         query = query.where(ledger.c.store == store)
-    return [
-        LedgerRow(
-            r.message_id,
-            r.store,
-            r.order_number,
-            r.template,
-            r.category,
-            r.market,
-            r.recipient_masked,
-            r.rate,
-            r.currency,
-            r.estimated_cost,
-            r.confirmed_cost,
-            r.free_reason,
-            r.status,
-            r.priced_on,
-            r.created_at,
-        )
-        for r in conn.execute(query)
-    ]
+    return [to_ledger_row(r._mapping) for r in conn.execute(query)]
+
+
+def to_ledger_row(r: RowMapping) -> LedgerRow:
+    """One ``ledger`` table row as a value."""
+    return LedgerRow(
+        r["message_id"],
+        r["store"],
+        r["order_number"],
+        r["template"],
+        r["category"],
+        r["market"],
+        r["recipient_masked"],
+        r["rate"],
+        r["currency"],
+        r["estimated_cost"],
+        r["confirmed_cost"],
+        r["free_reason"],
+        r["status"],
+        r["priced_on"],
+        r["created_at"],
+    )

@@ -14,7 +14,7 @@ from typing import Any, TypeVar, cast
 
 from sqlalchemy import Column, Connection, Select, func, select
 
-from notifier.store.ledger import LedgerRow
+from notifier.store.ledger import LedgerRow, to_ledger_row
 from notifier.store.tables import ledger, messages, poll_runs, store_state
 
 OUTBOX_WAITING = ("queued", "sending")
@@ -143,26 +143,7 @@ def ledger_rows(conn: Connection, where: MessageFilter) -> list[LedgerRow]:
         query = query.where(ledger.c.priced_on >= where.since)
     if where.until is not None:
         query = query.where(ledger.c.priced_on <= where.until)
-    return [
-        LedgerRow(
-            r.message_id,
-            r.store,
-            r.order_number,
-            r.template,
-            r.category,
-            r.market,
-            r.recipient_masked,
-            r.rate,
-            r.currency,
-            r.estimated_cost,
-            r.confirmed_cost,
-            r.free_reason,
-            r.status,
-            r.priced_on,
-            r.created_at,
-        )
-        for r in conn.execute(query)
-    ]
+    return [to_ledger_row(r._mapping) for r in conn.execute(query)]
 
 
 def filter_choices(conn: Connection, configured_stores: Sequence[str]) -> FilterChoices:
