@@ -97,12 +97,13 @@ class Dispatcher:
         """After a crash: ``sending`` rows become ambiguous; ambiguous ones with no evidence after
         the grace are resent once (the status webhook, tied by our id, usually settles them first)."""
         with self.engine.begin() as conn:
+            unsent = outbox.recover_stale_claims(conn, older_than=now - self.stale_sending, now=now)
             stale = outbox.recover_stale_sending(conn, older_than=now - self.stale_sending, now=now)
             resent = outbox.resend_stale_ambiguous(
                 conn, older_than=now - self.ambiguous_grace, now=now
             )
-        if stale:
-            log.warning("dispatch.recovered_sending", count=stale)
+        if unsent or stale:
+            log.warning("dispatch.recovered", requeued=unsent, ambiguous=stale)
         for message_id in resent:
             log.warning("message.resend_after_ambiguity", message_id=message_id)
 
@@ -225,6 +226,8 @@ class Dispatcher:
     ) -> None:
         recipient = message.recipient or ""
         self._pace()
+        with self.engine.begin() as conn:
+            outbox.mark_sending(conn, message.id, now=self.clock())
         try:
             if template is None:
                 sent = self.sender.send_text(

@@ -19,6 +19,7 @@ INVALID = "invalid"
 _MASK = "•••••"
 _UNKNOWN_REGIONS = frozenset({"ZZ", "001"})
 _BRAZIL_MOBILE_WITH_NINE = 13  # 55 + DD + 9XXXXXXXX
+E164_MAX_DIGITS = 15
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +48,11 @@ def normalise(raw: str | None, country: str | None) -> PhoneCheck:
         return PhoneCheck(None, INVALID)
     if not phonenumbers.is_valid_number(number):
         return PhoneCheck(None, INVALID)
-    return PhoneCheck(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), None)
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    # phonenumbers accepts some over-long numbers (a 16-digit +49 one); E.164 allows 15 digits.
+    if len(e164) - 1 > E164_MAX_DIGITS:
+        return PhoneCheck(None, INVALID)
+    return PhoneCheck(e164, None)
 
 
 def _region(country: str | None) -> str | None:

@@ -199,7 +199,9 @@ def _settled(engine: Engine, expected: set[str]) -> bool:
     with engine.connect() as conn:
         rows = conn.execute(select(messages.c.dedupe_key, messages.c.status)).all()
     done = {key for key, status in rows if status in ("accepted", "sent", "delivered", "read")}
-    return expected <= done and not [s for _, s in rows if s in ("queued", "sending", "ambiguous")]
+    return expected <= done and not [
+        s for _, s in rows if s in ("queued", "claimed", "sending", "ambiguous")
+    ]
 
 
 @pytest.fixture

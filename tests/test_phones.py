@@ -196,3 +196,8 @@ def test_mask_never_reveals_middle_digits(text: str) -> None:
     """A masked phone shows at most the calling code plus 4 digits."""
     masked = mask(text)
     assert len(digits(masked)) <= 3 + 4
+
+
+def test_an_over_long_number_is_invalid_even_if_phonenumbers_accepts_it() -> None:
+    """E.164 allows at most 15 digits: a 16-digit German number found by hypothesis is invalid."""
+    assert normalise("20100000000000", "DE") == PhoneCheck(None, "invalid")

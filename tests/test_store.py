@@ -53,7 +53,7 @@ def test_claim_moves_a_row_once(engine: Engine) -> None:
         first = outbox.claim_due(conn, now=NOW, limit=10)
     with engine.begin() as conn:
         second = outbox.claim_due(conn, now=NOW, limit=10)
-    assert [m.status for m in first] == ["sending"]
+    assert [m.status for m in first] == ["claimed"]
     assert first[0].attempts == 1
     assert second == []
 

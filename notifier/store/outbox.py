@@ -22,6 +22,7 @@ from notifier.store.tables import messages
 
 RANK = {
     "queued": 0,
+    "claimed": 1,
     "sending": 1,
     "ambiguous": 1,
     "accepted": 2,
@@ -135,7 +136,7 @@ def claim_due(conn: Connection, *, now: datetime, limit: int) -> list[OutboxMess
         moved = conn.execute(
             update(messages)
             .where(messages.c.id == message_id, messages.c.status.in_(CLAIMABLE))
-            .values(status="sending", attempts=messages.c.attempts + 1, updated_at=now)
+            .values(status="claimed", attempts=messages.c.attempts + 1, updated_at=now)
         )
         if moved.rowcount == 1:
             claimed.append(get(conn, message_id))
@@ -256,8 +257,25 @@ def count_by_status(conn: Connection) -> dict[str, int]:
     return {status: int(n) for status, n in rows}
 
 
+def mark_sending(conn: Connection, message_id: int, *, now: datetime) -> None:
+    """Written just before the HTTP call: from here on a crash leaves the outcome unknown."""
+    conn.execute(
+        update(messages).where(messages.c.id == message_id).values(status="sending", updated_at=now)
+    )
+
+
+def recover_stale_claims(conn: Connection, *, older_than: datetime, now: datetime) -> int:
+    """Rows claimed by a process that died before their HTTP call: certainly unsent, queue again."""
+    result = conn.execute(
+        update(messages)
+        .where(messages.c.status == "claimed", messages.c.updated_at <= older_than)
+        .values(status="queued", attempts=messages.c.attempts - 1, updated_at=now)
+    )
+    return int(result.rowcount)
+
+
 def recover_stale_sending(conn: Connection, *, older_than: datetime, now: datetime) -> int:
-    """Rows left ``sending`` by a process that died: the request may or may not have left."""
+    """Rows left ``sending`` by a process that died mid-call: the request may or may not have left."""
     result = conn.execute(
         update(messages)
         .where(messages.c.status == "sending", messages.c.updated_at <= older_than)

@@ -17,7 +17,7 @@ from sqlalchemy import Column, Connection, Select, func, select
 from notifier.store.ledger import LedgerRow, to_ledger_row
 from notifier.store.tables import ledger, messages, poll_runs, store_state
 
-OUTBOX_WAITING = ("queued", "sending")
+OUTBOX_WAITING = ("queued", "deferred", "claimed", "sending")
 
 _Q = TypeVar("_Q", bound=Select[Any])
 
