@@ -10,10 +10,11 @@ from datetime import date
 from pathlib import Path
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 
 from notifier import costs, logs
 from notifier.config import Settings, check_settings, load_settings, resolve_config_path
-from notifier.errors import ConfigError
+from notifier.errors import ConfigError, NotifierError
 from notifier.store import ledger
 from notifier.store.engine import make_engine
 from notifier.store.migrate import (
@@ -24,6 +25,7 @@ from notifier.store.migrate import (
     upgrade,
 )
 
+EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_DATABASE = 3
 
@@ -42,6 +44,17 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except DatabaseNotAtHeadError as exc:
         print(f"notifier: {exc}", file=sys.stderr)
         return EXIT_DATABASE
+    except SQLAlchemyError as exc:
+        print(
+            f"notifier: the database could not be used: {exc.__class__.__name__}: {exc}",
+            file=sys.stderr,
+        )
+        return EXIT_DATABASE
+    except (
+        NotifierError
+    ) as exc:  # start-up checks, WhatsApp or Wix unreachable: say it, no traceback
+        print(f"notifier: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
 

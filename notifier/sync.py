@@ -104,7 +104,12 @@ def _sync(
         orders.end_poll_run(conn, run_id, now=finished, ok=True, counts=counts)
     if baseline:
         log.info("baseline_created", count=counts.orders_seen, pages=counts.pages)
-    log.info("poll.finished", baseline=baseline, since=since, **counts.as_dict())
+    log.info(
+        "poll.finished",
+        baseline=baseline,
+        since=since.isoformat() if since else None,
+        **counts.as_dict(),
+    )
     return SyncResult(store.name, True, baseline, _plain(counts))
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from notifier.cli import EXIT_CONFIG, main
+from notifier.sandbox.harness import free_port
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "notifier.example.toml"
 EXAMPLE_ENV = {
@@ -93,3 +94,22 @@ def test_demo_notifies_every_scripted_change_and_costs_read_its_database(
         assert Decimal(groups[template]["confirmed"]) == Decimal("0.115") * count, template
     [inr] = [t for t in report["totals"] if t["currency"] == "INR"]
     assert Decimal(inr["confirmed"]) == Decimal("0.115") * sum(SCRIPTED_TEMPLATES.values())
+
+
+def test_poll_once_with_whatsapp_unreachable_fails_cleanly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """When WhatsApp cannot be reached at start-up the command says so and exits 1, no traceback."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    config = tmp_path / "notifier.toml"
+    config.write_text(
+        f'database_url = "sqlite:///{tmp_path / "n.db"}"\n'
+        f'[whatsapp]\nbase_url = "{dead}"\nphone_number_id = "1"\nwaba_id = "2"\ntimeout_seconds = 1\n'
+        f'[[stores]]\nname = "shop"\nsite_id = "site"\nwix_base_url = "{dead}"\n',
+        encoding="utf-8",
+    )
+    assert main(["--config", str(config), "db", "upgrade"], environ=EXAMPLE_ENV) == 0
+    assert main(["--config", str(config), "poll", "--once"], environ=EXAMPLE_ENV) == 1
+    err = capsys.readouterr().err
+    assert "WhatsApp" in err
+    assert "Traceback" not in err
