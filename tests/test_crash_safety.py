@@ -77,7 +77,8 @@ port = {port}
 [dispatch]
 interval_seconds = 0.2
 recipient_spacing_seconds = 0
-ambiguous_grace_seconds = 3
+# Longer than the sandbox's webhook retries can take to reach a daemon that keeps dying.
+ambiguous_grace_seconds = 45
 
 [whatsapp]
 base_url = "{boxes.whatsapp_server.url}"
@@ -242,7 +243,7 @@ def test_random_kills_lose_and_duplicate_nothing(
         daemon.kill()
         daemon.start()
     finished = customers.finish(180)
-    settled = _wait(lambda: _settled(engine, customers.expected), 120)
+    settled = _wait(lambda: _settled(engine, customers.expected), 240)
     daemon.kill()
 
     with engine.connect() as conn:
