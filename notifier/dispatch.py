@@ -287,19 +287,7 @@ class Dispatcher:
     def _ledger(
         self, conn: Connection, message: OutboxMessage, price: Price, status: str, now: datetime
     ) -> None:
-        ledger.record_estimate(
-            conn,
-            message_id=message.id,
-            store=message.store,
-            order_id=message.order_id,
-            order_number=message.order_number,
-            template=message.payload.get("name"),
-            price=price,
-            status=status,
-            recipient_masked=phones.mask(message.recipient) if message.recipient else None,
-            priced_on=now.date(),
-            now=now,
-        )
+        ledger.record_for_message(conn, message, price, status=status, now=now)
 
     def _unreachable(self, recipient: str, now: datetime) -> bool:
         if self.unreachable_skip <= timedelta(0):

@@ -202,8 +202,7 @@ def _fetch(wix: OrderLookup, reference: OrderReference) -> Order | None:
 
 
 def _owned_by(order: Order, sender: str, default_country: str) -> bool:
-    for phone in order.phones:
-        check = phones.normalise(phone.raw, phone.country or order.country or default_country)
-        if check.e164 and phones.same_person(phones.digits(check.e164), sender):
-            return True
-    return False
+    return any(
+        check.e164 and phones.same_person(phones.digits(check.e164), sender)
+        for check in phones.order_phones(order, default_country)
+    )

@@ -60,14 +60,18 @@ def _region(country: str | None) -> str | None:
     return code if code in phonenumbers.SUPPORTED_REGIONS else None
 
 
+def order_phones(order: Order, default_country: str | None) -> list[PhoneCheck]:
+    """Every phone of the order, each read in its own country, else the order's, else the default."""
+    return [normalise(p.raw, _country_for(p, order, default_country)) for p in order.phones]
+
+
 def recipient_for(order: Order, default_country: str | None) -> PhoneCheck:
     """The first valid phone of the order; otherwise "invalid" if any was given, else "missing"."""
-    problems = []
-    for phone in order.phones:
-        check = normalise(phone.raw, _country_for(phone, order, default_country))
+    checks = order_phones(order, default_country)
+    for check in checks:
         if check.ok:
             return check
-        problems.append(check.problem)
+    problems = [c.problem for c in checks]
     return PhoneCheck(None, INVALID if INVALID in problems else MISSING)
 
 

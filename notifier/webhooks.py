@@ -217,19 +217,7 @@ def _ensure_ledger_row(
         on=now.date(),
         window_open=inbox.window_open(conn, phones.digits(recipient), now),
     )
-    ledger.record_estimate(
-        conn,
-        message_id=message.id,
-        store=message.store,
-        order_id=message.order_id,
-        order_number=message.order_number,
-        template=message.payload.get("name"),
-        price=price,
-        status=status,
-        recipient_masked=phones.mask(recipient) if recipient else None,
-        priced_on=now.date(),
-        now=now,
-    )
+    ledger.record_for_message(conn, message, price, status=status, now=now)
 
 
 def _first_error(raw: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,9 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, insert, select, update
 
+from notifier import phones
 from notifier.domain import Price
+from notifier.store.outbox import OutboxMessage
 from notifier.store.tables import ledger
 
 
@@ -74,6 +76,25 @@ def record_estimate(
             priced_on=priced_on,
             created_at=now,
         )
+    )
+
+
+def record_for_message(
+    conn: Connection, message: OutboxMessage, price: Price, *, status: str, now: datetime
+) -> None:
+    """The ledger row of one outbox message (written once; later calls only update its status)."""
+    record_estimate(
+        conn,
+        message_id=message.id,
+        store=message.store,
+        order_id=message.order_id,
+        order_number=message.order_number,
+        template=message.payload.get("name"),
+        price=price,
+        status=status,
+        recipient_masked=phones.mask(message.recipient) if message.recipient else None,
+        priced_on=now.date(),
+        now=now,
     )
 
 
