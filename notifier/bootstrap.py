@@ -18,10 +18,12 @@ from pathlib import Path
 
 import httpx
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from notifier.config import Settings, StoreSettings
 from notifier.dispatch import Dispatcher, DispatchResult
+from notifier.domain import TemplateInfo
+from notifier.guard import SendGuard, alert_template_drift, resolve_budget
 from notifier.lookup import Responder, StoreLookup
 from notifier.pricing import DEFAULT_RATE_CARD_PACKAGE, DEFAULT_RATE_CARD_RESOURCE, RateCard
 from notifier.quiet import QuietHours
@@ -110,6 +112,7 @@ class Runtime:
         infos = self.whatsapp.list_templates()
         with self.engine.begin() as conn:
             registry.replace_templates(conn, infos, now=self.clock())
+            self._alert_drifted(conn, infos)
         available = {(t.name, t.language) for t in infos}
         missing = sorted(
             f"{store.settings.name}: template {rule.template!r} in language {language!r}"
@@ -122,6 +125,18 @@ class Runtime:
             log.error("templates.missing", problem=problem)
         log.info("templates.refreshed", count=len(infos), missing=len(missing))
         return missing
+
+    def _alert_drifted(self, conn: Connection, infos: list[TemplateInfo]) -> None:
+        """A configured template re-categorised, paused or disabled alerts now, before any send."""
+        configured = {
+            (rule.template, language)
+            for store in self.stores
+            for rule in store.settings.rules
+            for language in rule.languages
+        }
+        for info in infos:
+            if (info.name, info.language) in configured:
+                alert_template_drift(conn, info, now=self.clock())
 
     def close(self) -> None:
         self.release_leases()
@@ -198,5 +213,20 @@ def build(
         stale_sending=timedelta(seconds=2 * wa.timeout_seconds + 5),
         ambiguous_grace=timedelta(seconds=dispatch.ambiguous_grace_seconds),
         unreachable_skip=timedelta(days=dispatch.unreachable_skip_days),
+        guard=SendGuard(
+            engine,
+            budgets={
+                s.name: resolve_budget(
+                    s.monthly_budget,
+                    rate_cards[s.name],
+                    store=s.name,
+                    country=s.default_country,
+                    on=clock().date(),
+                )
+                for s in settings.stores
+                if s.monthly_budget
+            },
+            recheck=timedelta(seconds=wa.template_recheck_seconds),
+        ),
     )
     return Runtime(settings, engine, clock, stores, whatsapp, rate_cards, dispatcher)

@@ -16,6 +16,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import time
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
@@ -46,6 +47,9 @@ _API_VERSION = re.compile(r"v\d+\.\d+")
 _URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 LateReply = Literal["template", "drop"]
+# The key of a monthly budget given as a plain amount: the rate card's currency for the store's country.
+RATE_CARD_CURRENCY = "*"
+_CURRENCY = re.compile(r"[A-Z]{3}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,10 @@ def _no_labels() -> Mapping[str, Mapping[str, str]]:
     return MappingProxyType({})
 
 
+def _no_budget() -> Mapping[str, Decimal]:
+    return MappingProxyType({})
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoreSettings:
     name: str
@@ -87,6 +95,8 @@ class StoreSettings:
     quiet_hours_enabled: bool = True
     quiet_hours_start: str = "21:00"
     quiet_hours_end: str = "08:00"
+    # Currency -> cap on a calendar month's spend (UTC); RATE_CARD_CURRENCY: the rate card's one.
+    monthly_budget: Mapping[str, Decimal] = field(default_factory=_no_budget)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -114,6 +124,7 @@ class WhatsAppSettings:
     app_secret: Secret
     verify_token: Secret
     timeout_seconds: float = 10
+    template_recheck_seconds: float = 600  # how often the daemon re-reads the account's templates
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -313,7 +324,38 @@ def _store(
         quiet_hours_enabled=quiet_enabled,
         quiet_hours_start=quiet_start,
         quiet_hours_end=quiet_end,
+        monthly_budget=_monthly_budget(table),
     )
+
+
+def _monthly_budget(table: TomlTable) -> Mapping[str, Decimal]:
+    """``monthly_budget = 5000`` (the rate card's currency) or ``{ INR = 5000, USD = "60" }``."""
+    value = table.data.get("monthly_budget")
+    if value is None:
+        return _no_budget()
+    given = value if isinstance(value, Mapping) else {RATE_CARD_CURRENCY: value}
+    caps: dict[str, Decimal] = {}
+    for currency, amount in given.items():
+        where = "monthly_budget" if currency == RATE_CARD_CURRENCY else f"monthly_budget.{currency}"
+        if currency != RATE_CARD_CURRENCY and not _CURRENCY.fullmatch(str(currency)):
+            table.problem(where, f"{currency!r} is not a currency code like 'INR'")
+            continue
+        cap = _amount(amount)
+        if cap is None:
+            table.problem(where, f'must be a positive amount like "5000.00", got {amount!r}')
+            continue
+        caps[str(currency)] = cap
+    return MappingProxyType(caps)
+
+
+def _amount(value: object) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return amount if amount.is_finite() and amount > 0 else None
 
 
 def _country(table: TomlTable) -> str:
@@ -353,6 +395,7 @@ def _whatsapp(table: TomlTable, environ: Mapping[str, str]) -> WhatsAppSettings:
         app_secret=_secret(table, "app_secret", (APP_SECRET_ENV,), environ),
         verify_token=_secret(table, "verify_token", (VERIFY_TOKEN_ENV,), environ),
         timeout_seconds=table.number("timeout_seconds", 10),
+        template_recheck_seconds=table.number("template_recheck_seconds", 600),
     )
 
 

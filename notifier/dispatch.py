@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Engine
 from notifier import phones
 from notifier.domain import Price, RenderedTemplate, SendResult, TemplateInfo, Urgency
 from notifier.errors import WhatsAppErrorKind, WhatsAppPermanentError, WhatsAppTransientError
+from notifier.guard import Hold, SendGuard
 from notifier.pricing import RateCard, estimate
 from notifier.quiet import QuietHours
 from notifier.ratelimit import TokenBucket
@@ -72,6 +73,7 @@ class Dispatcher:
     unreachable_skip: timedelta = timedelta(days=7)
     monotonic: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
+    guard: SendGuard | None = None
 
     def dispatch_due(self) -> DispatchResult:
         """Send what is due now; returns counts for the canonical log line."""
@@ -194,6 +196,10 @@ class Dispatcher:
         result: DispatchResult,
     ) -> tuple[RenderedTemplate, TemplateInfo] | None:
         """The pre-send check against the account's template (BR-06); a failure alerts once per template."""
+        hold = self.guard.hold(message, rendered, info, self.clock()) if self.guard else None
+        if hold is not None:
+            self._hold(message, hold, result)
+            return None
         if info is None:
             problems = ["template not found in the business account"]
         else:
@@ -203,6 +209,24 @@ class Dispatcher:
             return None
         assert info is not None
         return rendered, info
+
+    def _hold(self, message: OutboxMessage, hold: Hold, result: DispatchResult) -> None:
+        """Drifted template or spent budget: the row waits intact, with the reason, and ops hear once."""
+        assert self.guard is not None
+        now = self.clock()
+        with self.engine.begin() as conn:
+            outbox.set_status(
+                conn,
+                message.id,
+                "deferred",
+                now=now,
+                attempts=message.attempts - 1,
+                next_attempt_at=hold.retry_at,
+                error_title=hold.reason,
+            )
+            self.guard.alert(conn, hold, store=message.store, now=now)
+        result.deferred += 1
+        log.info("message.held", reason=hold.reason, retry_at=hold.retry_at.isoformat())
 
     def _resolve_template(
         self, message: OutboxMessage, templates: Mapping[tuple[str, str], TemplateInfo]

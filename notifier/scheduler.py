@@ -17,7 +17,6 @@ from notifier.bootstrap import Runtime, StoreRuntime
 
 log = structlog.get_logger("notifier.scheduler")
 
-TEMPLATE_REFRESH_SECONDS = 600
 WEBHOOK_SWEEP_SECONDS = 5
 
 
@@ -54,7 +53,7 @@ def start_scheduler(
     scheduler.add_job(
         _guarded(runtime.refresh_templates, "templates"),
         "interval",
-        seconds=TEMPLATE_REFRESH_SECONDS,
+        seconds=runtime.settings.whatsapp.template_recheck_seconds,
         id="templates",
     )
     scheduler.add_job(

@@ -17,6 +17,7 @@ import structlog
 from sqlalchemy import Connection, Engine
 
 from notifier import phones
+from notifier.guard import apply_template_updates
 from notifier.pricing import RateCard, confirm, estimate
 from notifier.store import inbox, ledger, outbox
 from notifier.store.inbox import StoredStatus
@@ -66,6 +67,7 @@ def _process_receipt(
                 apply_status_update(conn, update, rate_cards, now=clock())
         except Exception:  # isolate the item; the rest of the batch still applies
             log.exception("status.failed_to_apply", wamid=update.wamid)
+    apply_template_updates(engine, parsed.template_updates, clock)
     for message in parsed.messages:
         if on_inbound is None:
             continue

@@ -135,17 +135,37 @@ class WhatsAppSandbox:
             self._undeliverable.add(_digits(wa_id))
 
     def set_template(
-        self, name: str, language: str, *, status: str | None = None, category: str | None = None
-    ) -> None:
-        """Change a template's status (PAUSED, DISABLED, …) or category (MARKETING, …)."""
+        self,
+        name: str,
+        language: str,
+        *,
+        status: str | None = None,
+        category: str | None = None,
+        notify: bool = False,
+    ) -> int | None:
+        """Change a template's status (PAUSED, DISABLED, REINSTATED, …) or category (MARKETING, …).
+
+        ``notify`` also POSTs, signed, the webhook Meta sends for that change
+        (``message_template_status_update`` / ``template_category_update``); returns its status.
+        """
         with self._lock:
             template = meta.find_template(self._templates, name, language)
             if template is None:
                 raise KeyError(f"no template {name}/{language}")
-            if status is not None:
-                template["status"] = status
+            previous_category = template["category"]
+            if status is not None:  # REINSTATED is Meta's event for "approved again"
+                template["status"] = "APPROVED" if status == "REINSTATED" else status
             if category is not None:
                 template["category"] = category
+            changes = meta.template_changes(
+                copy.deepcopy(template),
+                status=status,
+                previous_category=previous_category if category is not None else None,
+            )
+        if not notify:
+            return None
+        raw = meta.meta_json(meta.business_envelope(self.waba_id, changes, self._clock()))
+        return self.post_raw(raw, sign(self.app_secret, raw))
 
     def add_template(self, template: dict[str, Any]) -> None:
         """Add (or replace, by name and language) a template given in Meta's list shape."""

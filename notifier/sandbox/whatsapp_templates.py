@@ -247,6 +247,33 @@ def envelope(
     return {"object": "whatsapp_business_account", "entry": [{"id": waba_id, "changes": [change]}]}
 
 
+def template_changes(
+    template: dict[str, Any], *, status: str | None, previous_category: str | None
+) -> list[dict[str, Any]]:
+    """The ``changes[]`` Meta posts when a template's status or category changed (S19 shapes)."""
+    common = {
+        "message_template_id": int(template.get("id", 0)),
+        "message_template_name": template["name"],
+        "message_template_language": template["language"],
+    }
+    changes: list[dict[str, Any]] = []
+    if status is not None:
+        value: dict[str, Any] = {"event": status, **common, "reason": "NONE"}
+        value["message_template_category"] = template["category"]
+        changes.append({"value": value, "field": "message_template_status_update"})
+    if previous_category is not None:
+        value = {**common, "previous_category": previous_category}
+        value["new_category"] = template["category"]
+        changes.append({"value": value, "field": "template_category_update"})
+    return changes
+
+
+def business_envelope(waba_id: str, changes: list[dict[str, Any]], at: datetime) -> dict[str, Any]:
+    """A ``whatsapp_business_account`` webhook body holding account-level changes (templates)."""
+    entry = {"id": waba_id, "time": int(at.timestamp()), "changes": changes}
+    return {"object": "whatsapp_business_account", "entry": [entry]}
+
+
 def status_item(
     wamid: str, status: str, at: datetime, recipient_id: str, callback_data: str | None
 ) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, delete, select, update
 
 from notifier.domain import TemplateInfo
 from notifier.store.dialect import insert_ignoring_duplicates
@@ -31,6 +31,36 @@ def replace_templates(conn: Connection, infos: Iterable[TemplateInfo], *, now: d
     conn.execute(delete(templates))
     if rows:
         conn.execute(templates.insert(), rows)
+
+
+def update_template(
+    conn: Connection,
+    name: str,
+    language: str | None,
+    *,
+    status: str | None = None,
+    category: str | None = None,
+    now: datetime,
+) -> list[TemplateInfo]:
+    """Apply a change Meta announced (webhook) to the stored templates; returns those updated.
+
+    ``language`` None means every language of ``name``. A template we never fetched is left
+    alone: the next full refresh brings it with all its fields.
+    """
+    values: dict[str, object] = {"fetched_at": now}
+    if status is not None:
+        values["status"] = status.upper()
+    if category is not None:
+        values["category"] = category.upper()
+    where = templates.c.name == name
+    if language is not None:
+        where = where & (templates.c.language == language)
+    conn.execute(update(templates).where(where).values(values))
+    return [
+        info
+        for key, info in load_templates(conn).items()
+        if key[0] == name and (language is None or key[1] == language)
+    ]
 
 
 def load_templates(conn: Connection) -> dict[tuple[str, str], TemplateInfo]:
