@@ -73,7 +73,13 @@ def run_daemon(settings: Settings, *, role: str = "all") -> int:
         log.info(
             "daemon.starting", role=role, host=web.host, port=web.port, stores=len(runtime.stores)
         )
-        uvicorn.run(daemon_app(runtime, role), host=web.host, port=web.port, log_level="warning")
+        uvicorn.run(  # log_config=None: uvicorn's lines go through our (JSON) logging
+            daemon_app(runtime, role),
+            host=web.host,
+            port=web.port,
+            log_level="warning",
+            log_config=None,
+        )
         return 0
     finally:
         runtime.close()

@@ -1,4 +1,9 @@
-"""structlog set-up: events with stable dotted names, JSON when not on a terminal."""
+"""structlog set-up: events with stable dotted names, JSON when not on a terminal.
+
+Standard-library loggers (APScheduler, uvicorn, SQLAlchemy, httpx) are routed through structlog's
+``ProcessorFormatter``, so their lines get the same time stamp, secret scrubbing and rendering: a
+JSON log never has a plain-text line in it.
+"""
 
 from __future__ import annotations
 
@@ -34,6 +39,23 @@ def _stderr_logger(*_args: Any) -> _StderrLogger:
     return _StderrLogger()
 
 
+class _StdlibHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler for stdlib records that writes to ``stream``, or to the current ``sys.stderr``."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        super().__init__(stream or sys.stderr)
+        self._fixed = stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = self._fixed or sys.stderr
+        super().emit(record)
+
+
+# Chatty stdlib loggers whose INFO lines repeat what our own events say (every job run, every
+# HTTP request); their warnings and errors still come through.
+_QUIET_AT_INFO = ("apscheduler", "httpx", "httpcore")
+
+
 def configure(
     *, stream: TextIO | None = None, json: bool | None = None, level: int = logging.INFO
 ) -> None:
@@ -45,12 +67,16 @@ def configure(
         if as_json
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _drop_secrets,
+    ]
+    _route_stdlib(stream, renderer, shared, level)
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _drop_secrets,
+            *shared,
             structlog.processors.format_exc_info,
             renderer,
         ],
@@ -58,3 +84,25 @@ def configure(
         logger_factory=structlog.PrintLoggerFactory(stream) if stream else _stderr_logger,
         cache_logger_on_first_use=False,
     )
+
+
+def _route_stdlib(stream: TextIO | None, renderer: Any, shared: list[Any], level: int) -> None:
+    """Give the root logger one handler that renders like structlog's own events (replacing ours
+    from an earlier call; handlers others installed, such as pytest's, stay)."""
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
+    handler = _StdlibHandler(stream)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _StdlibHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for name in _QUIET_AT_INFO:
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
