@@ -26,6 +26,7 @@ from notifier.domain import TemplateInfo
 from notifier.guard import SendGuard, alert_template_drift, resolve_budget
 from notifier.lookup import Responder, StoreLookup
 from notifier.pricing import DEFAULT_RATE_CARD_PACKAGE, DEFAULT_RATE_CARD_RESOURCE, RateCard
+from notifier.progress import SyncProgress
 from notifier.quiet import QuietHours
 from notifier.ratelimit import TokenBucket
 from notifier.retry import RetryPolicy
@@ -68,6 +69,7 @@ class Runtime:
     rate_cards: dict[str, RateCard]
     dispatcher: Dispatcher
     instance_id: str = field(default_factory=instance_name)
+    progress: SyncProgress | None = None  # a terminal's live line for big syncs
     responder: Responder = field(init=False)
 
     def __post_init__(self) -> None:
@@ -88,7 +90,14 @@ class Runtime:
         if not leader:
             log.info("poll.skipped_not_leader", store=name, instance=self.instance_id)
             return None
-        return sync_store(store.settings, store.wix, self.engine, self.clock)
+        if self.progress is None:
+            return sync_store(store.settings, store.wix, self.engine, self.clock)
+        try:
+            return sync_store(
+                store.settings, store.wix, self.engine, self.clock, self.progress.page
+            )
+        finally:
+            self.progress.finish(name)
 
     def sync_all(self) -> list[SyncResult]:
         results = (self.sync(store) for store in self.stores)

@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from notifier import costs, logs
 from notifier.config import Settings, check_settings, load_settings, resolve_config_path
 from notifier.errors import ConfigError, NotifierError
+from notifier.progress import terminal_progress
 from notifier.store import ledger
 from notifier.store.engine import make_engine
 from notifier.store.migrate import (
@@ -112,13 +113,15 @@ def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
 def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from notifier.daemon import run_daemon  # noqa: PLC0415 - keeps `notifier costs` light
 
-    return run_daemon(_settings(args, env), role=args.role)
+    # On a terminal, a store's first (baseline) sync shows a live count of orders and pages.
+    progress = terminal_progress(sys.stderr, baseline_only=True)
+    return run_daemon(_settings(args, env), role=args.role, progress=progress)
 
 
 def _poll_once(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from notifier.daemon import poll_once  # noqa: PLC0415
 
-    return poll_once(_settings(args, env))
+    return poll_once(_settings(args, env), progress=terminal_progress(sys.stderr))
 
 
 def _db(args: argparse.Namespace, env: Mapping[str, str]) -> int:

@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 from notifier.bootstrap import Runtime, build
 from notifier.config import Settings
 from notifier.errors import NotifierError
+from notifier.progress import SyncProgress
 from notifier.scheduler import start_scheduler
 from notifier.store.engine import make_engine
 from notifier.store.migrate import require_head
@@ -64,8 +65,11 @@ def daemon_app(runtime: Runtime, role: str) -> Starlette:
     return create_app(runtime, start_background=start_background if role != "web" else None)
 
 
-def run_daemon(settings: Settings, *, role: str = "all") -> int:
+def run_daemon(
+    settings: Settings, *, role: str = "all", progress: SyncProgress | None = None
+) -> int:
     runtime = prepare(settings)
+    runtime.progress = progress
     try:
         if role == "poller":
             return _run_poller_only(runtime)
@@ -96,9 +100,12 @@ def _run_poller_only(runtime: Runtime) -> int:
     return 0
 
 
-def poll_once(settings: Settings, **build_kwargs: Any) -> int:
+def poll_once(
+    settings: Settings, *, progress: SyncProgress | None = None, **build_kwargs: Any
+) -> int:
     """One sync of every store, then dispatch what is due; exit 1 if any store failed."""
     runtime = prepare(settings, **build_kwargs)
+    runtime.progress = progress
     try:
         results = runtime.sync_all()
         sent = 0

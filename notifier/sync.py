@@ -64,19 +64,31 @@ class _Outgoing:
     skipped_reason: str | None
 
 
+PageProgress = Callable[[str, RunCounts, bool], None]
+"""Called after each committed page with (store, counts so far, baseline)."""
+
+
 def sync_store(
-    store: StoreSettings, wix: OrderSource, engine: Engine, clock: Callable[[], datetime]
+    store: StoreSettings,
+    wix: OrderSource,
+    engine: Engine,
+    clock: Callable[[], datetime],
+    progress: PageProgress | None = None,
 ) -> SyncResult:
     """Run one poll of ``store`` to the last page; never raises for Wix or data trouble."""
     structlog.contextvars.bind_contextvars(store=store.name)
     try:
-        return _sync(store, wix, engine, clock)
+        return _sync(store, wix, engine, clock, progress)
     finally:
         structlog.contextvars.unbind_contextvars("store")
 
 
 def _sync(
-    store: StoreSettings, wix: OrderSource, engine: Engine, clock: Callable[[], datetime]
+    store: StoreSettings,
+    wix: OrderSource,
+    engine: Engine,
+    clock: Callable[[], datetime],
+    progress: PageProgress | None = None,
 ) -> SyncResult:
     started = clock()
     with engine.begin() as conn:
@@ -94,6 +106,8 @@ def _sync(
     try:
         for page in wix.search_pages(since):
             _apply_page(store, wix, engine, clock, page, baseline=baseline, counts=counts)
+            if progress is not None:
+                progress(store.name, counts, baseline)
     except NotifierError as exc:
         return _fail(store, engine, clock, run_id, counts, baseline, exc)
     finished = clock()
