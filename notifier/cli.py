@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -16,7 +17,7 @@ from notifier import costs, logs
 from notifier.config import Settings, check_settings, load_settings, resolve_config_path
 from notifier.errors import ConfigError, NotifierError
 from notifier.progress import terminal_progress
-from notifier.store import ledger
+from notifier.store import ledger, reports
 from notifier.store.engine import make_engine
 from notifier.store.migrate import (
     DatabaseNotAtHeadError,
@@ -173,12 +174,17 @@ def _costs(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         require_head(engine)
         with engine.connect() as conn:
             rows = ledger.rows(conn, since=args.since, until=args.until, store=args.store)
+            failures = reports.failure_reasons(
+                conn, since=args.since, until=args.until, store=args.store
+            )
     finally:
         engine.dispose()
     if args.messages:
         print(costs.rows_to_csv(rows), end="")
         return 0
-    report = costs.build_report(rows, group_by=args.group_by)
+    report = dataclasses.replace(
+        costs.build_report(rows, group_by=args.group_by), top_failures=tuple(failures)
+    )
     render = {"table": costs.to_table, "csv": costs.to_csv, "json": costs.to_json}[args.format]
     print(render(report), end="" if args.format == "csv" else "\n")
     return 0

@@ -106,6 +106,7 @@ class CostReport:
     unknown_cost_count: int
     failed_count: int
     skipped_count: int
+    top_failures: tuple[tuple[str, int], ...] = ()  # filled by the caller that can read errors
 
 
 # --- building ----------------------------------------------------------------------------------
@@ -274,6 +275,7 @@ def _counts_text(report: CostReport) -> str:
             f"Free, by reason: {_pairs(report.free_reason_counts)}",
             f"Unknown cost: {report.unknown_cost_count} message(s)",
             f"Failed: {report.failed_count}  Skipped: {report.skipped_count}",
+            f"Top failure reasons: {_pairs(report.top_failures)}",
         ]
     )
 
@@ -338,6 +340,9 @@ def to_json(report: CostReport) -> str:
             "unknown_cost": report.unknown_cost_count,
             "failed": report.failed_count,
             "skipped": report.skipped_count,
+            "top_failures": [
+                {"reason": reason, "messages": count} for reason, count in report.top_failures
+            ],
         },
     }
     return json.dumps(document, indent=2)

@@ -301,7 +301,7 @@ def test_json_round_trips_decimal_strings_exactly(rows: list[LedgerRow]) -> None
 
 
 def test_json_counts_section() -> None:
-    """The JSON counts hold statuses, free reasons, unknown, failed and skipped."""
+    """The JSON counts hold statuses, free reasons, unknown, failed, skipped and top failures."""
     counts = json.loads(to_json(build_report(_mixed_rows(), group_by="market")))["counts"]
     assert counts == {
         "by_status": {"delivered": 2, "failed": 1, "sent": 1, "skipped": 1},
@@ -309,6 +309,7 @@ def test_json_counts_section() -> None:
         "unknown_cost": 1,
         "failed": 1,
         "skipped": 1,
+        "top_failures": [],
     }
 
 

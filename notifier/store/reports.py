@@ -229,3 +229,32 @@ def last_successful_polls(conn: Connection) -> dict[str, datetime | None]:
     """Each known store's last successful poll (None: never)."""
     rows = conn.execute(select(store_state.c.store, store_state.c.last_poll_ok_at))
     return {str(store): at for store, at in rows}
+
+
+def failure_reasons(
+    conn: Connection,
+    *,
+    since: date | None = None,
+    until: date | None = None,
+    store: str | None = None,
+    limit: int = 5,
+) -> list[tuple[str, int]]:
+    """The most frequent reasons failed messages give ("131026 Message undeliverable"), over the
+    same ledger days and store as ``ledger.rows``; most frequent first."""
+    query = (
+        select(messages.c.error_code, messages.c.error_title, func.count())
+        .join(ledger, ledger.c.message_id == messages.c.id)
+        .where(ledger.c.status == "failed")
+        .group_by(messages.c.error_code, messages.c.error_title)
+    )
+    if since is not None:
+        query = query.where(ledger.c.priced_on >= since)
+    if until is not None:
+        query = query.where(ledger.c.priced_on <= until)
+    if store is not None:
+        query = query.where(ledger.c.store == store)
+    counted = [
+        (" ".join(str(part) for part in (code, title) if part) or "no reason recorded", int(n))
+        for code, title, n in conn.execute(query)
+    ]
+    return sorted(counted, key=lambda pair: (-pair[1], pair[0]))[:limit]
