@@ -16,8 +16,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from notifier import costs, logs
 from notifier.config import Settings, check_settings, load_settings, resolve_config_path
 from notifier.errors import ConfigError, NotifierError
+from notifier.guard import template_drift
 from notifier.progress import terminal_progress
-from notifier.store import ledger, reports
+from notifier.store import ledger, registry, reports
 from notifier.store.engine import make_engine
 from notifier.store.migrate import (
     DatabaseNotAtHeadError,
@@ -159,12 +160,30 @@ def _templates_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         require_head(runtime.engine)
         missing = runtime.refresh_templates()
+        with runtime.engine.connect() as conn:
+            stored = registry.load_templates(conn)
+        configured = sorted(
+            {
+                (rule.template, language)
+                for store in runtime.stores
+                for rule in store.settings.rules
+                for language in rule.languages
+            }
+        )
     finally:
         runtime.close()
+    drifted = [d for key in configured if key in stored and (d := template_drift(stored[key]))]
     for problem in missing:
         print(f"- missing: {problem}", file=sys.stderr)
-    print("templates OK" if not missing else f"{len(missing)} configured template(s) missing")
-    return 0 if not missing else 1
+    for problem in drifted:
+        print(f"- held: {problem}", file=sys.stderr)
+    if not missing and not drifted:
+        print("templates OK")
+        return 0
+    print(
+        f"{len(missing)} configured template(s) missing, {len(drifted)} held (not APPROVED UTILITY)"
+    )
+    return 1
 
 
 def _costs(args: argparse.Namespace, env: Mapping[str, str]) -> int:

@@ -13,15 +13,18 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine
 
 from notifier.bootstrap import Runtime
+from notifier.cli import main
 from notifier.sandbox.harness import Sandboxes
 from notifier.scheduler import start_scheduler
 from notifier.serving import RunningServer
 from notifier.store import inbox, registry
 from notifier.webhooks import process_pending_receipts
 from tests.conftest import Clock
+from tests.test_costs_cli import cli_url
 from tests.test_dispatch import baseline, boxes, created, runtime, wait_for, webhooks
 from tests.test_sync import drain, make_runtime, message_rows, order_guid, wix_order
 
@@ -170,3 +173,33 @@ def test_advance_notice_of_recategorisation_alerts_but_does_not_hold(
     assert alerts_of(engine, "template") == []
     [notice] = alerts_of(engine, "template_notice")
     assert "MARKETING" in notice.message
+
+
+def test_templates_check_names_a_drifted_template_and_exits_1(
+    boxes: Sandboxes, engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`notifier templates check`: a configured template now MARKETING is listed as held; exit 1."""
+    config = tmp_path / "notifier.toml"
+    config.write_text(
+        f'database_url = "{cli_url(engine)}"\n'
+        f'[whatsapp]\nbase_url = "{boxes.whatsapp_server.url}"\n'
+        f'phone_number_id = "{boxes.whatsapp.phone_number_id}"\n'
+        f'waba_id = "{boxes.whatsapp.waba_id}"\n'
+        f'[[stores]]\nname = "shop"\nsite_id = "{boxes.wix.site_id}"\n'
+        f'wix_base_url = "{boxes.wix_server.url}"\n',
+        encoding="utf-8",
+    )
+    env = {
+        "NOTIFIER_WIX_API_KEY": boxes.wix.api_key,
+        "NOTIFIER_WHATSAPP_ACCESS_TOKEN": boxes.whatsapp.access_token,
+        "NOTIFIER_WHATSAPP_APP_SECRET": boxes.whatsapp.app_secret,
+        "NOTIFIER_WHATSAPP_VERIFY_TOKEN": "verify",
+    }
+    assert main(["--config", str(config), "templates", "check"], environ=env) == 0
+    assert "templates OK" in capsys.readouterr().out
+
+    boxes.whatsapp.set_template(*PAID_TEMPLATE, category="MARKETING")
+    assert main(["--config", str(config), "templates", "check"], environ=env) == 1
+
+    err = capsys.readouterr().err
+    assert "- held: template order_payment_received/en is categorised MARKETING" in err
