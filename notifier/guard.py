@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import structlog
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, func, select
 
 from notifier.config import RATE_CARD_CURRENCY
 from notifier.domain import RenderedTemplate, TemplateInfo
@@ -85,15 +85,19 @@ def over_budget(caps: Mapping[str, Decimal], spent: Mapping[str, Decimal]) -> st
 
 
 def spent_this_month(conn: Connection, store: str, now: datetime) -> dict[str, Decimal]:
-    """The store's ledger total per currency since the 1st of the month (UTC): confirmed, else estimated."""
-    query = select(ledger.c.currency, ledger.c.estimated_cost, ledger.c.confirmed_cost).where(
-        ledger.c.store == store, ledger.c.priced_on >= month_start(now)
+    """The store's ledger total per currency since the 1st of the month (UTC): confirmed, else
+    estimated. Rows are counted per distinct amount in SQL (a month has few distinct prices), so
+    the sum stays exact Decimal without reading every row."""
+    query = (
+        select(ledger.c.currency, ledger.c.estimated_cost, ledger.c.confirmed_cost, func.count())
+        .where(ledger.c.store == store, ledger.c.priced_on >= month_start(now))
+        .group_by(ledger.c.currency, ledger.c.estimated_cost, ledger.c.confirmed_cost)
     )
     totals: dict[str, Decimal] = {}
-    for currency, estimated, confirmed in conn.execute(query):
+    for currency, estimated, confirmed, count in conn.execute(query):
         cost = confirmed if confirmed is not None else estimated
         if currency and cost is not None:
-            totals[currency] = totals.get(currency, Decimal(0)) + cost
+            totals[currency] = totals.get(currency, Decimal(0)) + cost * count
     return totals
 
 
