@@ -392,9 +392,7 @@ class Dispatcher:
             for a in pending:
                 if a.wamid in early:
                     apply_pending_statuses(conn, a.wamid, a.message.id, self.rate_cards, now=a.at)
-                if (
-                    statuses[a.message.id] != "accepted"
-                ):  # a webhook was processed before the answer
+                if statuses[a.message.id] != "accepted":  # a webhook came before the answer
                     settle_early_statuses(conn, a.message.id, self.rate_cards, now=a.at)
 
     def _estimate(

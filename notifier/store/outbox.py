@@ -14,17 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    RowMapping,
-    bindparam,
-    case,
-    func,
-    insert,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import Connection, RowMapping, bindparam, case, func, insert, or_, select, update
 
 from notifier.domain import RenderedTemplate, TemplateParam
 from notifier.store.dialect import insert_for
@@ -140,7 +130,7 @@ def claim_due(conn: Connection, *, now: datetime, limit: int) -> list[OutboxMess
             messages.c.status.in_(CLAIMABLE),
             or_(messages.c.next_attempt_at.is_(None), messages.c.next_attempt_at <= now),
         )
-        .order_by(_urgent_first, messages.c.id)
+        .order_by((messages.c.urgency == "urgent").desc(), messages.c.id)
         .limit(limit)
     )
     if conn.dialect.name == "postgresql":
@@ -153,9 +143,6 @@ def claim_due(conn: Connection, *, now: datetime, limit: int) -> list[OutboxMess
     )
     claimed = [_to_message(row._mapping) for row in conn.execute(claim)]
     return sorted(claimed, key=lambda m: (m.urgency != "urgent", m.id))
-
-
-_urgent_first = (messages.c.urgency == "urgent").desc()
 
 
 def get(conn: Connection, message_id: int) -> OutboxMessage:
