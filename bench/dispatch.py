@@ -8,6 +8,7 @@ and the most sends in any 1-second window.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import random
 import time
@@ -36,7 +37,7 @@ from bench._common import (
 from notifier.bootstrap import load_rate_card
 from notifier.config import Secret, Settings, StoreSettings, WhatsAppSettings
 from notifier.dispatch import Dispatcher
-from notifier.ratelimit import TokenBucket
+from notifier.ratelimit import SlidingWindow
 from notifier.store import outbox, registry
 from notifier.whatsapp import WhatsAppClient
 
@@ -71,6 +72,7 @@ def run(quick: bool) -> list[Row]:
         peer = pywa_rate(sandbox.url, count, budget)
         engine = migrated(sqlite_url(folder))
         ours = dispatcher_rate(engine, sandbox.url, count, budget)
+        one_sender = dispatcher_rate(engine, sandbox.url, count, budget, concurrent_sends=1)
         emit(rows, _row("sandbox alone (bare httpx loop)", bare, note="the server's ceiling"))
         emit(
             rows,
@@ -86,6 +88,7 @@ def run(quick: bool) -> list[Row]:
             ),
         )
         emit(rows, _row("pywa bare send loop", peer))
+        emit(rows, _row("ours, one sender (concurrent_sends = 1)", one_sender))
         rows.extend(limited(engine, sandbox, limited_seconds))
     return rows
 
@@ -160,16 +163,19 @@ def pywa_rate(base_url: str, count: int, budget: float) -> float:
     return loop.rate()
 
 
-def dispatcher_rate(engine: Engine, base_url: str, count: int, budget: float) -> float:
+def dispatcher_rate(
+    engine: Engine, base_url: str, count: int, budget: float, **overrides: Any
+) -> float:
     """Ours: ``Dispatcher.dispatch_due`` until the queue is empty (claim, checks, send, ledger)."""
     client = _client(base_url)
-    dispatcher = _dispatcher(engine, client)
+    dispatcher = _dispatcher(engine, client, **overrides)
     with engine.begin() as conn:
         registry.replace_templates(conn, client.list_templates(), now=utc_now())
-    queue_messages(engine, 50, offset=10_000_000)
+    offset = next(_batches) * 1_000_000
+    queue_messages(engine, 50, offset=10_000_000 + offset)
     while dispatcher.dispatch_due().sent:  # warm-up
         pass
-    queue_messages(engine, count, offset=0)
+    queue_messages(engine, count, offset=offset)
     loop = Budget(budget)
     while True:
         result = dispatcher.dispatch_due()
@@ -181,6 +187,9 @@ def dispatcher_rate(engine: Engine, base_url: str, count: int, budget: float) ->
     client.close()
     print(f"  ours sent {loop.count:,} in {loop.elapsed():.1f} s")
     return loop.rate()
+
+
+_batches = itertools.count()
 
 
 class Budget:
@@ -264,7 +273,7 @@ def limited(engine: Engine, sandbox: ChildServer, seconds: float) -> list[Row]:
     client = _client(sandbox.url)
     limit = throughput(float(LIMIT_PER_SECOND))
     if limit:
-        how = f"Dispatcher.{next(iter(limit))} = TokenBucket(rate={LIMIT_PER_SECOND})"
+        how = f"Dispatcher.{next(iter(limit))} = SlidingWindow(rate={LIMIT_PER_SECOND})"
         dispatcher = _dispatcher(engine, client, **limit)
         tick = 0.1  # the limiter paces the sends; the job only has to come round often
     else:
@@ -323,8 +332,8 @@ def limited(engine: Engine, sandbox: ChildServer, seconds: float) -> list[Row]:
 def throughput(rate: float) -> dict[str, Any]:
     """The Dispatcher keyword that sets the global send rate (0 = unlimited), if it has one."""
     for item in dataclasses.fields(Dispatcher):
-        if "TokenBucket" in str(item.type):
-            return {item.name: TokenBucket(rate=rate)}
+        if "SlidingWindow" in str(item.type):
+            return {item.name: SlidingWindow(rate=rate)}
         if any(word in item.name for word in ("per_second", "rate_limit")):
             return {item.name: rate}
     return {}

@@ -28,7 +28,7 @@ from notifier.lookup import Responder, StoreLookup
 from notifier.pricing import DEFAULT_RATE_CARD_PACKAGE, DEFAULT_RATE_CARD_RESOURCE, RateCard
 from notifier.progress import SyncProgress
 from notifier.quiet import QuietHours
-from notifier.ratelimit import TokenBucket
+from notifier.ratelimit import SlidingWindow
 from notifier.retry import RetryPolicy
 from notifier.store import leases, registry
 from notifier.store.engine import make_engine
@@ -218,7 +218,8 @@ def build(
         stop_pause=timedelta(seconds=dispatch.stop_pause_seconds),
         batch_size=dispatch.batch_size,
         quiet_hours={s.name: quiet_hours_of(s) for s in settings.stores},
-        throughput=TokenBucket(rate=dispatch.messages_per_second),
+        throughput=SlidingWindow(rate=dispatch.messages_per_second),
+        concurrent_sends=dispatch.concurrent_sends,
         stale_sending=timedelta(seconds=2 * wa.timeout_seconds + 5),
         ambiguous_grace=timedelta(seconds=dispatch.ambiguous_grace_seconds),
         unreachable_skip=timedelta(days=dispatch.unreachable_skip_days),

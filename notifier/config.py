@@ -145,6 +145,7 @@ class DispatchSettings:
     ambiguous_grace_seconds: float = 900
     unreachable_skip_days: float = 7  # 0: never skip a number that was undeliverable (131026)
     messages_per_second: float = 80  # the business number's throughput; 0: unlimited
+    concurrent_sends: int = 4  # sends in flight at once (one recipient's still go in order)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -431,6 +432,7 @@ def _dispatch(table: TomlTable) -> DispatchSettings:
         ambiguous_grace_seconds=table.number("ambiguous_grace_seconds", 900, allow_zero=True),
         unreachable_skip_days=table.number("unreachable_skip_days", 7, allow_zero=True),
         messages_per_second=table.number("messages_per_second", 80, allow_zero=True),
+        concurrent_sends=table.integer("concurrent_sends", 4, 1, 64),
     )
 
 

@@ -7,8 +7,12 @@ our message id), never by a blind resend.
 
 from __future__ import annotations
 
+import contextvars
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -23,11 +27,11 @@ from notifier.errors import WhatsAppErrorKind, WhatsAppPermanentError, WhatsAppT
 from notifier.guard import Hold, SendGuard
 from notifier.pricing import RateCard, estimate
 from notifier.quiet import QuietHours
-from notifier.ratelimit import TokenBucket
+from notifier.ratelimit import SlidingWindow
 from notifier.render import template_problems
 from notifier.retry import RandomSource, RetryPolicy, next_attempt_at, pair_rate_delay
 from notifier.store import inbox, ledger, outbox, registry
-from notifier.store.outbox import OutboxMessage, rendered_from_payload
+from notifier.store.outbox import AcceptedSend, OutboxMessage, rendered_from_payload
 from notifier.webhooks import apply_pending_statuses, settle_early_statuses
 
 log = structlog.get_logger("notifier.dispatch")
@@ -52,6 +56,40 @@ class DispatchResult:
     deferred: int = 0
     ambiguous: int = 0
 
+    def add(self, other: DispatchResult) -> None:
+        for name, value in vars(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
+
+@dataclass(frozen=True)
+class _Accepted:
+    message: OutboxMessage
+    wamid: str
+    price: Price
+    at: datetime
+
+
+@dataclass
+class _Batch:
+    """One claimed batch: what the checks need about its recipients (read in a few queries up
+    front), the messages started, and accepted sends not yet written (flushed every few sends)."""
+
+    claimed: list[OutboxMessage]
+    templates: Mapping[tuple[str, str], TemplateInfo]
+    opted_out: set[str]
+    windows: dict[str, datetime]
+    unreachable: set[str]
+    last_sends: dict[str, datetime]
+    started: set[int] = field(default_factory=set)
+    to_mark: list[int] = field(default_factory=list)
+    accepted: list[_Accepted] = field(default_factory=list)
+    oldest_unwritten: float | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def window_open(self, recipient: str, now: datetime) -> bool:
+        opened = self.windows.get(phones.digits(recipient))
+        return opened is not None and now - opened < inbox.SERVICE_WINDOW
+
 
 @dataclass
 class Dispatcher:
@@ -67,13 +105,18 @@ class Dispatcher:
     batch_size: int = 100
     paused_until: datetime | None = None
     quiet_hours: Mapping[str, QuietHours] = field(default_factory=dict)
-    throughput: TokenBucket = field(default_factory=lambda: TokenBucket(rate=80.0))
+    throughput: SlidingWindow = field(default_factory=lambda: SlidingWindow(rate=80.0))
+    concurrent_sends: int = 4
+    write_every: int = 20
+    write_within: float = 0.5  # seconds an accepted send may wait for its batched write
     stale_sending: timedelta = timedelta(seconds=30)
     ambiguous_grace: timedelta = timedelta(minutes=15)
     unreachable_skip: timedelta = timedelta(days=7)
     monotonic: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     guard: SendGuard | None = None
+    _pace_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _write_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def dispatch_due(self) -> DispatchResult:
         """Send what is due now; returns counts for the canonical log line."""
@@ -82,23 +125,74 @@ class Dispatcher:
         if self.paused_until and now < self.paused_until:
             return result
         self._recover(now)
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             claimed = outbox.claim_due(conn, now=now, limit=self.batch_size)
-        with self.engine.connect() as conn:
-            templates = registry.load_templates(conn)
-        for index, message in enumerate(claimed):
-            if self.paused_until and self.clock() < self.paused_until:
-                self._release(claimed[index:])
-                break
-            self._dispatch_one(message, templates, result)
-        if claimed:
-            log.info("dispatch.finished", claimed=len(claimed), **vars(result))
+        if not claimed:
+            return result
+        batch = self._batch(claimed, now)
+        try:
+            for lane_result in self._run_lanes(batch):
+                result.add(lane_result)
+        finally:
+            self._write_accepted(batch)
+            self._release([m for m in claimed if m.id not in batch.started])
+        log.info("dispatch.finished", claimed=len(claimed), **vars(result))
         return result
+
+    def _batch(self, claimed: list[OutboxMessage], now: datetime) -> _Batch:
+        recipients = {m.recipient for m in claimed if m.recipient}
+        numbers = {phones.digits(r) for r in recipients}
+        unreachable: set[str] = set()
+        with self.engine.connect() as conn:
+            if self.unreachable_skip > timedelta(0):
+                since = now - self.unreachable_skip
+                unreachable = outbox.undeliverable_among(conn, recipients, since=since)
+            return _Batch(
+                claimed=claimed,
+                templates=registry.load_templates(conn),
+                opted_out=inbox.opted_out_among(conn, numbers),
+                windows=inbox.windows_opened_at(conn, numbers),
+                unreachable=unreachable,
+                last_sends=outbox.last_sends_to(conn, recipients),
+            )
+
+    def _run_lanes(self, batch: _Batch) -> list[DispatchResult]:
+        """One lane per recipient, in claim order; lanes run side by side on a few threads, so one
+        recipient's messages still go one after the other, in order."""
+        lanes: dict[str, list[OutboxMessage]] = {}
+        for message in batch.claimed:
+            lanes.setdefault(message.recipient or "", []).append(message)
+        if self.concurrent_sends <= 1 or len(lanes) == 1:
+            return [self._run_lane(lane, batch) for lane in lanes.values()]
+        workers = min(self.concurrent_sends, len(lanes))
+        with ThreadPoolExecutor(workers, thread_name_prefix="notifier-send") as pool:
+            futures = [
+                pool.submit(contextvars.copy_context().run, self._run_lane, lane, batch)
+                for lane in lanes.values()
+            ]
+            return [future.result() for future in futures]
+
+    def _run_lane(self, lane: list[OutboxMessage], batch: _Batch) -> DispatchResult:
+        result = DispatchResult()
+        for message in lane:
+            if self.paused_until and self.clock() < self.paused_until:
+                break
+            with batch.lock:
+                batch.started.add(message.id)
+            self._dispatch_one(message, batch, result)
+        return result
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """A write transaction; this process's senders take turns (SQLite has one writer, and
+        waiting on our own lock is cheaper than its busy timeout)."""
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
 
     def _recover(self, now: datetime) -> None:
         """After a crash: ``sending`` rows become ambiguous; ambiguous ones with no evidence after
         the grace are resent once (the status webhook, tied by our id, usually settles them first)."""
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             unsent = outbox.recover_stale_claims(conn, older_than=now - self.stale_sending, now=now)
             stale = outbox.recover_stale_sending(conn, older_than=now - self.stale_sending, now=now)
             resent = outbox.resend_stale_ambiguous(
@@ -110,42 +204,30 @@ class Dispatcher:
             log.warning("message.resend_after_ambiguity", message_id=message_id)
 
     def _release(self, messages: list[OutboxMessage]) -> None:
-        with self.engine.begin() as conn:
-            for m in messages:
-                outbox.set_status(conn, m.id, "queued", now=self.clock(), attempts=m.attempts - 1)
+        if messages:
+            with self._writing() as conn:
+                outbox.release_claims(conn, [m.id for m in messages], now=self.clock())
 
-    def _dispatch_one(
-        self,
-        message: OutboxMessage,
-        templates: Mapping[tuple[str, str], TemplateInfo],
-        result: DispatchResult,
-    ) -> None:
+    def _dispatch_one(self, message: OutboxMessage, batch: _Batch, result: DispatchResult) -> None:
         structlog.contextvars.bind_contextvars(message_id=message.id, store=message.store)
         try:
             if message.kind == "text":
-                self._send_reply(message, templates, result)
+                self._send_reply(message, batch, result)
                 return
-            self._send_template(message, templates, result)
+            self._send_template(message, batch, result)
         finally:
             structlog.contextvars.unbind_contextvars("message_id", "store")
 
-    def _send_template(
-        self,
-        message: OutboxMessage,
-        templates: Mapping[tuple[str, str], TemplateInfo],
-        result: DispatchResult,
-    ) -> None:
+    def _send_template(self, message: OutboxMessage, batch: _Batch, result: DispatchResult) -> None:
         now = self.clock()
         recipient = message.recipient or ""
-        with self.engine.connect() as conn:
-            opted_out = inbox.is_opted_out(conn, phones.digits(recipient))
-            last_send = outbox.last_send_to(conn, recipient)
-        if opted_out:
+        last_send = batch.last_sends.get(recipient)
+        if phones.digits(recipient) in batch.opted_out:
             self._finish_unsent(
                 message, "skipped", "opted_out", result, title="recipient opted out"
             )
             return
-        if self._unreachable(recipient, now):
+        if recipient in batch.unreachable:
             title = "recipient recently undeliverable (131026)"
             self._finish_unsent(message, "skipped", "unreachable", result, title=title)
             return
@@ -157,22 +239,15 @@ class Dispatcher:
         if last_send is not None and now - last_send < self.recipient_spacing:
             self._defer(message, last_send + self.recipient_spacing, result)
             return
-        rendered, info = self._resolve_template(message, templates)
+        rendered, info = self._resolve_template(message, batch.templates)
         checked = self._checked(message, rendered, info, result)
         if checked is not None:
-            self._send(message, checked, result)
+            self._send(message, checked, batch, result)
 
-    def _send_reply(
-        self,
-        message: OutboxMessage,
-        templates: Mapping[tuple[str, str], TemplateInfo],
-        result: DispatchResult,
-    ) -> None:
+    def _send_reply(self, message: OutboxMessage, batch: _Batch, result: DispatchResult) -> None:
         """Free-form text only inside the 24 h window; after it, the fallback template or nothing (BR-11)."""
-        with self.engine.connect() as conn:
-            window = inbox.window_open(conn, phones.digits(message.recipient or ""), self.clock())
-        if window:
-            self._send(message, None, result)
+        if batch.window_open(message.recipient or "", self.clock()):
+            self._send(message, None, batch, result)
             return
         fallback = message.payload.get("fallback")
         if not fallback:
@@ -182,11 +257,11 @@ class Dispatcher:
             return
         rendered = rendered_from_payload(fallback)
         checked = self._checked(
-            message, rendered, templates.get((rendered.name, rendered.language)), result
+            message, rendered, batch.templates.get((rendered.name, rendered.language)), result
         )
         if checked is not None:
             log.info("reply.window_closed_template", template=rendered.name)
-            self._send(message, checked, result)
+            self._send(message, checked, batch, result)
 
     def _checked(
         self,
@@ -214,7 +289,7 @@ class Dispatcher:
         """Drifted template or spent budget: the row waits intact, with the reason, and ops hear once."""
         assert self.guard is not None
         now = self.clock()
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             outbox.set_status(
                 conn,
                 message.id,
@@ -246,44 +321,72 @@ class Dispatcher:
         self,
         message: OutboxMessage,
         template: tuple[RenderedTemplate, TemplateInfo] | None,
+        batch: _Batch,
         result: DispatchResult,
     ) -> None:
         recipient = message.recipient or ""
-        self._pace()
-        with self.engine.begin() as conn:
-            outbox.mark_sending(conn, message.id, now=self.clock())
-        try:
-            if template is None:
-                sent = self.sender.send_text(
-                    recipient, message.payload["body"], reply_to=message.payload.get("reply_to")
-                )
-            else:
-                sent = self.sender.send_template(
-                    recipient, template[0], callback_data=str(message.id)
-                )
-        except WhatsAppTransientError as exc:
-            self._transient(message, exc, result)
-            return
-        except WhatsAppPermanentError as exc:
-            self._permanent(message, template[0] if template else None, exc, result)
-            return
-        self._accepted(message, sent, template[1] if template else None, result)
+        outcome: SendResult | WhatsAppTransientError | WhatsAppPermanentError
+        with self._send_slot():
+            self._mark_sending(message, batch)
+            try:
+                if template is None:
+                    outcome = self.sender.send_text(
+                        recipient, message.payload["body"], reply_to=message.payload.get("reply_to")
+                    )
+                else:
+                    outcome = self.sender.send_template(
+                        recipient, template[0], callback_data=str(message.id)
+                    )
+            except (WhatsAppTransientError, WhatsAppPermanentError) as exc:
+                outcome = exc
+        if isinstance(outcome, WhatsAppTransientError):
+            self._transient(message, outcome, result)
+        elif isinstance(outcome, WhatsAppPermanentError):
+            self._permanent(message, template[0] if template else None, outcome, result)
+        else:
+            self._accepted(message, outcome, template[1] if template else None, batch, result)
+
+    def _mark_sending(self, message: OutboxMessage, batch: _Batch) -> None:
+        """Group commit: whoever holds the write lock marks every lane waiting for it, so when a
+        lane gets the lock its row is already ``sending`` (by itself or by the lane before)."""
+        with batch.lock:
+            batch.to_mark.append(message.id)
+        with self._write_lock:
+            with batch.lock:
+                ids, batch.to_mark = batch.to_mark, []
+            if not ids:
+                return
+            try:
+                with self.engine.begin() as conn:
+                    outbox.mark_sending(conn, ids, now=self.clock())
+            except BaseException:  # the other lanes' rows are not marked: the next holder retries
+                with batch.lock:
+                    batch.to_mark.extend(i for i in ids if i != message.id)
+                raise
 
     def _accepted(
         self,
         message: OutboxMessage,
         sent: SendResult,
         info: TemplateInfo | None,
+        batch: _Batch,
         result: DispatchResult,
     ) -> None:
+        """The row stays ``sending`` until its batched write (a crash before it leaves the row
+        ambiguous, settled by the status webhook that carries our id)."""
         now = self.clock()
-        price = self._estimate(message, info, now)
-        with self.engine.begin() as conn:
-            status = outbox.mark_accepted(conn, message.id, wamid=sent.wamid, now=now)
-            self._ledger(conn, message, price, status, now)
-            apply_pending_statuses(conn, sent.wamid, message.id, self.rate_cards, now=now)
-            if status != "accepted":  # a status webhook was processed before the answer came
-                settle_early_statuses(conn, message.id, self.rate_cards, now=now)
+        price = self._estimate(message, info, batch, now)
+        batch.last_sends[message.recipient or ""] = now
+        with batch.lock:
+            batch.accepted.append(_Accepted(message, sent.wamid, price, now))
+            if batch.oldest_unwritten is None:
+                batch.oldest_unwritten = self.monotonic()
+            due = (
+                len(batch.accepted) >= self.write_every
+                or self.monotonic() - batch.oldest_unwritten >= self.write_within
+            )
+        if due:
+            self._write_accepted(batch)
         result.sent += 1
         log.info(
             "message.sent",
@@ -297,12 +400,32 @@ class Dispatcher:
             attempts=message.attempts,
         )
 
-    def _estimate(self, message: OutboxMessage, info: TemplateInfo | None, now: datetime) -> Price:
+    def _write_accepted(self, batch: _Batch) -> None:
+        """The accepted sends so far: statuses, ledger estimates and early webhooks, in one go."""
+        with batch.lock:
+            pending, batch.accepted, batch.oldest_unwritten = batch.accepted, [], None
+        if not pending:
+            return
+        sends = [AcceptedSend(a.message.id, a.wamid, a.at) for a in pending]
+        with self._writing() as conn:
+            statuses = outbox.mark_accepted(conn, sends)
+            ledger.record_for_messages(
+                conn, [(a.message, a.price, statuses[a.message.id], a.at) for a in pending]
+            )
+            early = inbox.wamids_with_unapplied_statuses(conn, [a.wamid for a in pending])
+            for a in pending:
+                if a.wamid in early:
+                    apply_pending_statuses(conn, a.wamid, a.message.id, self.rate_cards, now=a.at)
+                if statuses[a.message.id] != "accepted":  # a webhook came before the answer
+                    settle_early_statuses(conn, a.message.id, self.rate_cards, now=a.at)
+
+    def _estimate(
+        self, message: OutboxMessage, info: TemplateInfo | None, batch: _Batch, now: datetime
+    ) -> Price:
         market = phones.market_of(message.recipient or "")
         if info is None:  # a free-form reply: free inside the window, and only sent there
             return Price(Decimal(0), None, None, "service", market, "service_window")
-        with self.engine.connect() as conn:
-            window = inbox.window_open(conn, phones.digits(message.recipient or ""), now)
+        window = batch.window_open(message.recipient or "", now)
         card = self.rate_cards.get(message.store) or RateCard()
         return estimate(
             card, market=market, category=info.category.lower(), on=now.date(), window_open=window
@@ -313,18 +436,21 @@ class Dispatcher:
     ) -> None:
         ledger.record_for_message(conn, message, price, status=status, now=now)
 
-    def _unreachable(self, recipient: str, now: datetime) -> bool:
-        if self.unreachable_skip <= timedelta(0):
-            return False
-        with self.engine.connect() as conn:
-            return outbox.recently_undeliverable(conn, recipient, since=now - self.unreachable_skip)
-
-    def _pace(self) -> None:
-        """The business number's throughput limit (token bucket; default 80 messages/s)."""
-        wait = self.throughput.wait_time(self.monotonic())
-        if wait > 0:
+    @contextmanager
+    def _send_slot(self) -> Iterator[None]:
+        """The business number's throughput limit (default 80 messages/s in any second)."""
+        while True:
+            with self._pace_lock:
+                wait = self.throughput.wait_time(self.monotonic())
+                if wait <= 0:
+                    self.throughput.start()
+                    break
             self.sleep(wait)
-        self.throughput.take(self.monotonic())
+        try:
+            yield
+        finally:
+            with self._pace_lock:
+                self.throughput.finish(self.monotonic())
 
     def _defer(
         self,
@@ -335,7 +461,7 @@ class Dispatcher:
         status: str = "queued",
     ) -> None:
         """Not a failure: the row waits (same attempt count); quiet hours show as ``deferred``."""
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             outbox.set_status(
                 conn,
                 message.id,
@@ -351,7 +477,7 @@ class Dispatcher:
     ) -> None:
         now = self.clock()
         if exc.kind is WhatsAppErrorKind.AMBIGUOUS:
-            with self.engine.begin() as conn:
+            with self._writing() as conn:
                 outbox.set_status(conn, message.id, "ambiguous", now=now, error_title=str(exc))
             result.ambiguous += 1
             log.warning("message.ambiguous", error=str(exc))
@@ -376,7 +502,7 @@ class Dispatcher:
                 title=f"gave up after {message.attempts} attempts: {exc}",
             )
             return
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             outbox.set_status(
                 conn,
                 message.id,
@@ -417,7 +543,7 @@ class Dispatcher:
         """Account-level trouble: keep the row queued, pause dispatch, tell ops once."""
         now = self.clock()
         self.paused_until = now + self.stop_pause
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             outbox.set_status(conn, message.id, "queued", now=now, attempts=message.attempts - 1)
             first = registry.raise_alert(
                 conn,
@@ -447,7 +573,7 @@ class Dispatcher:
         )
 
     def _alert_template(self, rendered: RenderedTemplate, reason: str) -> None:
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             first = registry.raise_alert(
                 conn,
                 key=f"template:{rendered.name}:{rendered.language}",
@@ -481,7 +607,7 @@ class Dispatcher:
             phones.market_of(message.recipient or ""),
             free_reason,
         )
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             outbox.set_status(
                 conn,
                 message.id,

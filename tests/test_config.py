@@ -469,7 +469,7 @@ def test_dispatch_lookup_web_and_quiet_hour_defaults() -> None:
     dispatch, lookup, store = settings.dispatch, settings.lookup, settings.stores[0]
     assert (dispatch.recipient_spacing_seconds, dispatch.max_attempts) == (6, 8)
     assert (dispatch.stop_pause_seconds, dispatch.ambiguous_grace_seconds) == (300, 900)
-    assert dispatch.unreachable_skip_days == 7
+    assert (dispatch.unreachable_skip_days, dispatch.concurrent_sends) == (7, 4)
     assert (lookup.max_lookups_per_hour, lookup.late_reply) == (10, "template")
     assert (lookup.late_reply_template, lookup.late_reply_language) == ("order_status_update", "en")
     assert settings.web.ops_token is None
@@ -485,7 +485,7 @@ def test_dispatch_lookup_and_quiet_hours_are_read_from_the_file() -> None:
     """Every new key set in the file replaces its default, zeros included where allowed."""
     text = (
         "[dispatch]\nrecipient_spacing_seconds = 0\nmax_attempts = 3\nstop_pause_seconds = 60\n"
-        "ambiguous_grace_seconds = 0\nunreachable_skip_days = 0\n"
+        "ambiguous_grace_seconds = 0\nunreachable_skip_days = 0\nconcurrent_sends = 1\n"
         '[lookup]\nmax_lookups_per_hour = 2\nlate_reply = "drop"\n'
         'late_reply_template = "status_v2"\nlate_reply_language = "en_US"\n'
         + MINIMAL
@@ -498,6 +498,7 @@ def test_dispatch_lookup_and_quiet_hours_are_read_from_the_file() -> None:
         stop_pause_seconds=60,
         ambiguous_grace_seconds=0,
         unreachable_skip_days=0,
+        concurrent_sends=1,
     )
     assert settings.lookup == LookupSettings(
         max_lookups_per_hour=2,

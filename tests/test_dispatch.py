@@ -20,6 +20,7 @@ from structlog.testing import capture_logs
 
 from notifier.bootstrap import Runtime
 from notifier.daemon import daemon_app
+from notifier.dispatch import DispatchResult
 from notifier.domain import Field, RenderedTemplate, Rule, SendResult, Tracking
 from notifier.rules import DEFAULT_RULES
 from notifier.sandbox.harness import Sandboxes, start_sandboxes
@@ -377,7 +378,7 @@ def test_br18_invalid_phone_is_skipped_with_a_warning_and_no_cost(
 # -- retries, status webhooks, pricing ------------------------------------------------------------
 
 
-def test_retryable_130429_then_success_sends_one_message_on_attempt_two(
+def test_br12b_130429_once_then_success_sends_one_message_on_attempt_two(
     boxes: Sandboxes, runtime: Runtime, engine: Engine, clock: Clock
 ) -> None:
     """130429 once, then 200: the row is retried after its backoff and sent once, attempts 2."""
@@ -386,7 +387,8 @@ def test_retryable_130429_then_success_sends_one_message_on_attempt_two(
     boxes.wix.set_payment(order_guid(10170), "PAID")
     runtime.sync_all()
 
-    first = drain(runtime)
+    with capture_logs() as logs:
+        first = drain(runtime)
     [queued] = message_rows(engine)
     assert (first.retried, first.sent) == (1, 0)
     assert queued["status"] == "queued"
@@ -401,6 +403,8 @@ def test_retryable_130429_then_success_sends_one_message_on_attempt_two(
     assert row["attempts"] == 2
     assert len(boxes.whatsapp.sent_messages()) == 1
     assert len(ledger_rows(engine)) == 1
+    [retry] = [e for e in logs if e["event"] == "message.retry"]
+    assert (retry["code"], retry["attempts"]) == (130429, 1)
 
 
 def test_br13_undeliverable_status_webhook_fails_the_message_at_zero_cost(
@@ -500,3 +504,107 @@ def test_br13_status_webhook_processed_before_the_send_returns_is_not_lost(
         assert row["status"] == "delivered"
         assert row["wamid"] is not None
         assert (cost.status, cost.confirmed_cost) == ("delivered", Decimal("0.115"))
+
+
+# -- BR-12: throttling, pair rate, and the pacing of one recipient --------------------------------
+
+
+def test_br12a_429_with_retry_after_2_twice_then_sent_once_with_one_ledger_row(
+    boxes: Sandboxes, runtime: Runtime, engine: Engine, clock: Clock
+) -> None:
+    """Two 429s with Retry-After 2, then 200: each retry waits >= 2 s, the final state is sent,
+    one message reaches WhatsApp, one ledger row, and every attempt is logged."""
+    baseline(boxes, runtime, clock, wix_order(10111, created=created(clock)))
+    boxes.whatsapp.fail_next(130429, count=2, http_status=429, retry_after=2)
+    boxes.wix.set_payment(order_guid(10111), "PAID")
+    runtime.sync_all()
+
+    with capture_logs() as logs:
+        for _ in range(2):
+            assert drain(runtime).retried == 1
+            [row] = message_rows(engine)
+            assert row["status"] == "queued"
+            assert row["next_attempt_at"] - clock() >= timedelta(seconds=2)
+            clock.now = row["next_attempt_at"]
+        assert drain(runtime).sent == 1
+
+    [row] = message_rows(engine)
+    assert (row["status"], row["attempts"]) == ("accepted", 3)
+    assert len(boxes.whatsapp.sent_messages()) == 1
+    assert len(ledger_rows(engine)) == 1
+    retries = [e["attempts"] for e in logs if e["event"] == "message.retry"]
+    [sent] = [e for e in logs if e["event"] == "message.sent"]
+    assert (retries, sent["attempts"]) == ([1, 2], 3)
+
+
+def test_br12c_paid_and_fulfilled_in_one_poll_go_in_order_6_s_apart(
+    boxes: Sandboxes, runtime: Runtime, engine: Engine, clock: Clock
+) -> None:
+    """10111 turns PAID and FULFILLED in one poll, both for +4915123456789, and the sandbox refuses
+    (131056) two sends to one number < 6 s apart: the first goes, the second waits 6 s, then goes;
+    never refused, never reordered, even with several senders in flight."""
+    assert runtime.dispatcher.concurrent_sends > 1
+    phone = "+49 1512 3456789"
+    boxes.whatsapp.pair_rate_limit()
+    baseline(boxes, runtime, clock, wix_order(10111, created=created(clock), phone=phone))
+    boxes.wix.set_payment(order_guid(10111), "PAID")
+    boxes.wix.set_fulfillment(order_guid(10111), "FULFILLED", Tracking("TRK123", "DHL", None))
+    runtime.sync_all()
+
+    first = drain(runtime)
+    clock.advance(seconds=6)
+    second = drain(runtime)
+
+    assert (first.sent, first.deferred, first.retried) == (1, 1, 0)
+    assert (second.sent, second.retried) == (1, 0)
+    sent = boxes.whatsapp.sent_messages()
+    assert [m.to for m in sent] == ["+4915123456789"] * 2
+    assert [m.template for m in sent] == ["order_payment_received", "order_shipped"]
+    assert sent[1].at - sent[0].at >= timedelta(seconds=6)
+
+
+def test_br12c_131056_is_retried_after_a_delay(
+    boxes: Sandboxes, runtime: Runtime, engine: Engine, clock: Clock
+) -> None:
+    """A 131056 (another sender reached the number first) is transient: queued with a delay, then
+    sent once."""
+    baseline(boxes, runtime, clock, wix_order(10112, created=created(clock)))
+    boxes.whatsapp.fail_next(131056)
+    boxes.wix.set_payment(order_guid(10112), "PAID")
+    runtime.sync_all()
+
+    assert drain(runtime).retried == 1
+    [row] = message_rows(engine)
+    assert (row["status"], row["error_code"]) == ("queued", 131056)
+    assert row["next_attempt_at"] > clock()
+    clock.now = row["next_attempt_at"]
+    assert drain(runtime).sent == 1
+    assert len(boxes.whatsapp.sent_messages()) == 1
+
+
+@pytest.mark.parametrize("senders", [1, 4])
+def test_br12_stop_code_pauses_every_sender_and_requeues_the_rest(
+    boxes: Sandboxes, runtime: Runtime, engine: Engine, clock: Clock, senders: int
+) -> None:
+    """131048 (spam limit) on the first send: no retry, no failure; every row not already in flight
+    is queued again with its attempt uncounted, one alert, and dispatch stays paused."""
+    numbers = range(10150, 10158)
+    baseline(boxes, runtime, clock, *(wix_order(n, created=created(clock)) for n in numbers))
+    boxes.whatsapp.fail_next(131048)
+    for number in numbers:
+        boxes.wix.set_payment(order_guid(number), "PAID")
+    runtime.sync_all()
+    dispatcher = dataclasses.replace(runtime.dispatcher, concurrent_sends=senders)
+
+    result = dispatcher.dispatch_due()
+
+    in_flight = len(boxes.whatsapp.sent_messages())
+    assert in_flight <= senders - 1
+    assert (result.sent, result.retried, result.failed) == (in_flight, 0, 0)
+    rows = message_rows(engine)
+    queued = [r for r in rows if r["status"] == "queued"]
+    assert len(queued) == len(rows) - in_flight
+    assert {r["attempts"] for r in queued} == {0}
+    with engine.connect() as conn:
+        assert [a.kind for a in registry.open_alerts(conn)] == ["dispatch_paused"]
+    assert dispatcher.dispatch_due() == DispatchResult()

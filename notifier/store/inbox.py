@@ -3,7 +3,7 @@ service windows and opt-outs."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -179,7 +179,31 @@ def opt_in(conn: Connection, wa_id: str) -> bool:
     return conn.execute(delete(opt_outs).where(opt_outs.c.wa_id == wa_id)).rowcount == 1
 
 
-def is_opted_out(conn: Connection, wa_id: str) -> bool:
-    return (
-        conn.execute(select(opt_outs.c.wa_id).where(opt_outs.c.wa_id == wa_id)).first() is not None
+def opted_out_among(conn: Connection, wa_ids: Collection[str]) -> set[str]:
+    """Which of these numbers opted out."""
+    if not wa_ids:
+        return set()
+    query = select(opt_outs.c.wa_id).where(opt_outs.c.wa_id.in_(wa_ids))
+    return {str(wa_id) for wa_id in conn.execute(query).scalars()}
+
+
+def windows_opened_at(conn: Connection, wa_ids: Collection[str]) -> dict[str, datetime]:
+    """The last inbound message of each of these numbers that ever wrote to us."""
+    if not wa_ids:
+        return {}
+    query = select(service_windows.c.wa_id, service_windows.c.last_inbound_at).where(
+        service_windows.c.wa_id.in_(wa_ids)
     )
+    return {str(wa_id): at for wa_id, at in conn.execute(query) if isinstance(at, datetime)}
+
+
+def wamids_with_unapplied_statuses(conn: Connection, wamids: Collection[str]) -> set[str]:
+    """Which of these wamids have statuses that arrived before their message was stored."""
+    if not wamids:
+        return set()
+    query = (
+        select(status_events.c.wamid)
+        .distinct()
+        .where(status_events.c.applied.is_(False), status_events.c.wamid.in_(wamids))
+    )
+    return {str(wamid) for wamid in conn.execute(query).scalars()}

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, insert, select, update
+from sqlalchemy import Connection, RowMapping, bindparam, insert, select, update
 
 from notifier import phones
 from notifier.domain import Price
@@ -96,6 +96,53 @@ def record_for_message(
         priced_on=now.date(),
         now=now,
     )
+
+
+def record_for_messages(
+    conn: Connection, entries: Sequence[tuple[OutboxMessage, Price, str, datetime]]
+) -> None:
+    """``record_for_message`` for many (message, price, status, now) at once."""
+    if not entries:
+        return
+    ids = [message.id for message, _, _, _ in entries]
+    existing = set(
+        conn.execute(select(ledger.c.message_id).where(ledger.c.message_id.in_(ids))).scalars()
+    )
+    updates = [
+        {"key": m.id, "new_status": status} for m, _, status, _ in entries if m.id in existing
+    ]
+    if updates:
+        conn.execute(
+            update(ledger)
+            .where(ledger.c.message_id == bindparam("key"))
+            .values(status=bindparam("new_status")),
+            updates,
+        )
+    rows = [_estimate_row(*entry) for entry in entries if entry[0].id not in existing]
+    if rows:
+        conn.execute(insert(ledger), rows)
+
+
+def _estimate_row(
+    message: OutboxMessage, price: Price, status: str, now: datetime
+) -> dict[str, Any]:
+    return {
+        "message_id": message.id,
+        "store": message.store,
+        "order_id": message.order_id,
+        "order_number": message.order_number,
+        "template": message.payload.get("name"),
+        "category": price.category,
+        "market": price.market,
+        "recipient_masked": phones.mask(message.recipient) if message.recipient else None,
+        "rate": price.rate,
+        "currency": price.currency,
+        "estimated_cost": price.amount,
+        "free_reason": price.free_reason,
+        "status": status,
+        "priced_on": now.date(),
+        "created_at": now,
+    }
 
 
 def has_row(conn: Connection, message_id: int) -> bool:

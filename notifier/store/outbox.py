@@ -9,12 +9,12 @@ Status lifecycle (``RANK`` orders the forward moves; ``failed`` and ``skipped`` 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, func, insert, or_, select, update
+from sqlalchemy import Connection, RowMapping, bindparam, case, func, insert, or_, select, update
 
 from notifier.domain import RenderedTemplate, TemplateParam
 from notifier.store.dialect import insert_for
@@ -119,7 +119,11 @@ def enqueue(
 
 
 def claim_due(conn: Connection, *, now: datetime, limit: int) -> list[OutboxMessage]:
-    """Atomically move up to ``limit`` due rows from queued to sending (urgent first, then oldest)."""
+    """Atomically move up to ``limit`` due rows from queued to claimed (urgent first, then oldest).
+
+    One ``UPDATE … RETURNING``; on PostgreSQL the chosen rows are locked with ``SKIP LOCKED``, so
+    concurrent dispatchers claim disjoint batches.
+    """
     due = (
         select(messages.c.id)
         .where(
@@ -131,16 +135,14 @@ def claim_due(conn: Connection, *, now: datetime, limit: int) -> list[OutboxMess
     )
     if conn.dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
-    claimed: list[OutboxMessage] = []
-    for message_id in conn.execute(due).scalars().all():
-        moved = conn.execute(
-            update(messages)
-            .where(messages.c.id == message_id, messages.c.status.in_(CLAIMABLE))
-            .values(status="claimed", attempts=messages.c.attempts + 1, updated_at=now)
-        )
-        if moved.rowcount == 1:
-            claimed.append(get(conn, message_id))
-    return claimed
+    claim = (
+        update(messages)
+        .where(messages.c.id.in_(due.scalar_subquery()), messages.c.status.in_(CLAIMABLE))
+        .values(status="claimed", attempts=messages.c.attempts + 1, updated_at=now)
+        .returning(*messages.c)
+    )
+    claimed = [_to_message(row._mapping) for row in conn.execute(claim)]
+    return sorted(claimed, key=lambda m: (m.urgency != "urgent", m.id))
 
 
 def get(conn: Connection, message_id: int) -> OutboxMessage:
@@ -197,21 +199,32 @@ def set_status(
     )
 
 
-def mark_accepted(conn: Connection, message_id: int, *, wamid: str, now: datetime) -> str:
-    """Record an accepted send; a status webhook may already have moved the row past "sending"
-    (it can arrive before the HTTP answer), and that status is kept. Returns the status now."""
+def mark_accepted(conn: Connection, sends: list[AcceptedSend]) -> dict[int, str]:
+    """Record accepted sends; a status webhook may already have moved a row past "sending" (it can
+    arrive before the HTTP answer), and that status is kept. Returns each row's status now."""
+    if not sends:
+        return {}
     conn.execute(
         update(messages)
-        .where(messages.c.id == message_id, messages.c.status == "sending")
-        .values(status="accepted")
+        .where(messages.c.id == bindparam("message_id"))
+        .values(
+            status=case((messages.c.status == "sending", "accepted"), else_=messages.c.status),
+            wamid=bindparam("new_wamid"),
+            sent_at=bindparam("at"),
+            updated_at=bindparam("at"),
+        ),
+        [{"message_id": s.message_id, "new_wamid": s.wamid, "at": s.at} for s in sends],
     )
-    conn.execute(
-        update(messages)
-        .where(messages.c.id == message_id)
-        .values(wamid=wamid, sent_at=now, updated_at=now)
-    )
-    status = conn.execute(select(messages.c.status).where(messages.c.id == message_id))
-    return str(status.scalar_one())
+    ids = [s.message_id for s in sends]
+    rows = conn.execute(select(messages.c.id, messages.c.status).where(messages.c.id.in_(ids)))
+    return {int(message_id): str(status) for message_id, status in rows}
+
+
+@dataclass(frozen=True)
+class AcceptedSend:
+    message_id: int
+    wamid: str
+    at: datetime
 
 
 def advance_status(
@@ -244,12 +257,16 @@ def advance_status(
     return True
 
 
-def last_send_to(conn: Connection, recipient: str) -> datetime | None:
-    """When we last handed a message for this recipient to WhatsApp (spacing between sends)."""
-    value = conn.execute(
-        select(func.max(messages.c.sent_at)).where(messages.c.recipient == recipient)
-    ).scalar_one_or_none()
-    return value if isinstance(value, datetime) else None
+def last_sends_to(conn: Connection, recipients: Collection[str]) -> dict[str, datetime]:
+    """When we last handed a message for each recipient to WhatsApp (spacing between sends)."""
+    if not recipients:
+        return {}
+    rows = conn.execute(
+        select(messages.c.recipient, func.max(messages.c.sent_at))
+        .where(messages.c.recipient.in_(recipients), messages.c.sent_at.is_not(None))
+        .group_by(messages.c.recipient)
+    )
+    return {str(to): at for to, at in rows if isinstance(at, datetime)}
 
 
 def count_by_status(conn: Connection) -> dict[str, int]:
@@ -257,10 +274,27 @@ def count_by_status(conn: Connection) -> dict[str, int]:
     return {status: int(n) for status, n in rows}
 
 
-def mark_sending(conn: Connection, message_id: int, *, now: datetime) -> None:
-    """Written just before the HTTP call: from here on a crash leaves the outcome unknown."""
+def mark_sending(conn: Connection, message_ids: Collection[int], *, now: datetime) -> None:
+    """Written just before the HTTP calls: from here on a crash leaves the outcome unknown."""
+    conn.execute(_MARK_SENDING, {"ids": list(message_ids), "now": now})
+
+
+# Built once: one of these runs per send, and rebuilding the statement costs more than running it.
+_MARK_SENDING = (
+    update(messages)
+    .where(messages.c.id.in_(bindparam("ids", expanding=True)))
+    .values(status="sending", updated_at=bindparam("now"))
+)
+
+
+def release_claims(conn: Connection, message_ids: Collection[int], *, now: datetime) -> None:
+    """Claimed rows this dispatcher will not send after all: queued again, the attempt not counted."""
+    if not message_ids:
+        return
     conn.execute(
-        update(messages).where(messages.c.id == message_id).values(status="sending", updated_at=now)
+        update(messages)
+        .where(messages.c.id.in_(message_ids), messages.c.status == "claimed")
+        .values(status="queued", attempts=messages.c.attempts - 1, updated_at=now)
     )
 
 
@@ -310,18 +344,22 @@ def resend_stale_ambiguous(conn: Connection, *, older_than: datetime, now: datet
     return ids
 
 
-def recently_undeliverable(conn: Connection, recipient: str, *, since: datetime) -> bool:
-    """Did WhatsApp call this number undeliverable (131026) since ``since``?"""
-    row = conn.execute(
-        select(messages.c.id)
+def undeliverable_among(
+    conn: Connection, recipients: Collection[str], *, since: datetime
+) -> set[str]:
+    """The recipients WhatsApp called undeliverable (131026) since ``since``."""
+    if not recipients:
+        return set()
+    rows = conn.execute(
+        select(messages.c.recipient)
+        .distinct()
         .where(
-            messages.c.recipient == recipient,
+            messages.c.recipient.in_(recipients),
             messages.c.error_code == UNDELIVERABLE,
             messages.c.failed_at >= since,
         )
-        .limit(1)
-    ).first()
-    return row is not None
+    )
+    return {str(to) for (to,) in rows}
 
 
 def insert_message_row(conn: Connection, **values: Any) -> int:
