@@ -84,6 +84,7 @@ class _Batch:
     to_mark: list[int] = field(default_factory=list)
     accepted: list[_Accepted] = field(default_factory=list)
     oldest_unwritten: float | None = None
+    spent: dict[str, dict[str, Decimal]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def window_open(self, recipient: str, now: datetime) -> bool:
@@ -240,7 +241,7 @@ class Dispatcher:
             self._defer(message, last_send + self.recipient_spacing, result)
             return
         rendered, info = self._resolve_template(message, batch.templates)
-        checked = self._checked(message, rendered, info, result)
+        checked = self._checked(message, rendered, info, batch, result)
         if checked is not None:
             self._send(message, checked, batch, result)
 
@@ -257,7 +258,11 @@ class Dispatcher:
             return
         rendered = rendered_from_payload(fallback)
         checked = self._checked(
-            message, rendered, batch.templates.get((rendered.name, rendered.language)), result
+            message,
+            rendered,
+            batch.templates.get((rendered.name, rendered.language)),
+            batch,
+            result,
         )
         if checked is not None:
             log.info("reply.window_closed_template", template=rendered.name)
@@ -268,10 +273,11 @@ class Dispatcher:
         message: OutboxMessage,
         rendered: RenderedTemplate,
         info: TemplateInfo | None,
+        batch: _Batch,
         result: DispatchResult,
     ) -> tuple[RenderedTemplate, TemplateInfo] | None:
         """The pre-send check against the account's template (BR-06); a failure alerts once per template."""
-        hold = self.guard.hold(message, rendered, info, self.clock()) if self.guard else None
+        hold = self._budget_or_drift(message, rendered, info, batch)
         if hold is not None:
             self._hold(message, hold, result)
             return None
@@ -284,6 +290,32 @@ class Dispatcher:
             return None
         assert info is not None
         return rendered, info
+
+    def _budget_or_drift(
+        self,
+        message: OutboxMessage,
+        rendered: RenderedTemplate,
+        info: TemplateInfo | None,
+        batch: _Batch,
+    ) -> Hold | None:
+        """The guard's verdict. A budgeted store's spend is read once per batch and each send that
+        passes reserves its estimate at once, so concurrent lanes and the batched ledger writes
+        cannot carry the month past the cap unnoticed."""
+        if self.guard is None:
+            return None
+        now = self.clock()
+        if not self.guard.has_budget(message):
+            return self.guard.hold(message, rendered, info, now)
+        guard = self.guard
+        with batch.lock:
+            spent = batch.spent.get(message.store)
+            if spent is None:
+                spent = batch.spent[message.store] = guard.spent(message.store, now)
+            hold = guard.hold(message, rendered, info, now, spent=lambda: spent)
+            price = self._estimate(message, info, batch, now)
+            if hold is None and price.amount is not None and price.currency:
+                spent[price.currency] = spent.get(price.currency, Decimal(0)) + price.amount
+        return hold
 
     def _hold(self, message: OutboxMessage, hold: Hold, result: DispatchResult) -> None:
         """Drifted template or spent budget: the row waits intact, with the reason, and ops hear once."""

@@ -175,20 +175,31 @@ class SendGuard:
         rendered: RenderedTemplate,
         info: TemplateInfo | None,
         now: datetime,
+        spent: Callable[[], Mapping[str, Decimal]] | None = None,
     ) -> Hold | None:
+        """``spent`` gives the store's month so far (the dispatcher adds its unwritten sends);
+        without it the ledger is read."""
         drift = template_drift(info) if info is not None else None
         if drift is not None:
             key = template_alert_key(rendered.name, rendered.language)
             return Hold(f"held: {drift}", key, "template", now + self.recheck)
         caps = self.budgets.get(message.store)
-        if not caps or message.kind != "template":  # replies to customers are never paused
+        if not self.has_budget(message):
             return None
-        with self.engine.connect() as conn:
-            reason = over_budget(caps, spent_this_month(conn, message.store, now))
+        assert caps is not None
+        reason = over_budget(caps, spent() if spent else self.spent(message.store, now))
         if reason is None:
             return None
         key = f"budget:{message.store}:{month_start(now):%Y-%m}"
         return Hold(f"paused: {reason}", key, "budget", now + self.recheck)
+
+    def has_budget(self, message: OutboxMessage) -> bool:
+        """Replies to customers are never paused; only a store with a cap is checked."""
+        return message.kind == "template" and bool(self.budgets.get(message.store))
+
+    def spent(self, store: str, now: datetime) -> dict[str, Decimal]:
+        with self.engine.connect() as conn:
+            return spent_this_month(conn, store, now)
 
     def alert(self, conn: Connection, hold: Hold, *, store: str, now: datetime) -> None:
         """Tell ops once per key (template, or store and month)."""

@@ -61,8 +61,9 @@ def test_past_the_cap_template_sends_wait_with_the_reason_and_alert_once(
     drain(runtime)  # a second look at the held row neither sends nor alerts again
 
     assert (result.sent, result.deferred) == (2, 1)
-    assert [m.body_params[1] for m in boxes.whatsapp.sent_messages()] == ["10301", "10302"]
-    held = message_rows(engine)[2]
+    sent = sorted(m.body_params[1] for m in boxes.whatsapp.sent_messages())
+    [held] = [row for row in message_rows(engine) if row["status"] == "deferred"]
+    assert sent == sorted({"10301", "10302", "10303"} - {held["order_number"]})
     assert held["status"] == "deferred"
     assert held["error_title"] == "paused: monthly budget of 0.2 INR reached (0.230 INR spent)"
     [alert] = budget_alerts(engine)
@@ -86,7 +87,7 @@ def test_replies_to_customers_continue_past_the_cap(
 
     [reply] = [m for m in boxes.whatsapp.sent_messages() if m.type == "text"]
     assert "10304" in (reply.text or "")
-    assert message_rows(engine)[2]["status"] == "deferred"
+    assert [row["status"] for row in message_rows(engine)].count("deferred") == 1
 
 
 def test_a_new_month_resumes_the_held_sends(
@@ -100,7 +101,11 @@ def test_a_new_month_resumes_the_held_sends(
     clock.advance(days=11)  # 2026-07-01 12:00 UTC
     assert drain(runtime).sent == 1
 
-    assert [m.body_params[1] for m in boxes.whatsapp.sent_messages()] == ["10307", "10308", "10309"]
+    assert sorted(m.body_params[1] for m in boxes.whatsapp.sent_messages()) == [
+        "10307",
+        "10308",
+        "10309",
+    ]
 
 
 def test_no_budget_means_no_cap(boxes: Sandboxes, engine: Engine, clock: Clock) -> None:
