@@ -227,7 +227,10 @@ class Dispatcher:
         recipient = message.recipient or ""
         self._pace()
         with self.engine.begin() as conn:
-            outbox.mark_sending(conn, message.id, now=self.clock())
+            ours = outbox.mark_sending(conn, message.id, now=self.clock())
+        if not ours:
+            log.warning("message.claim_lost", message_id=message.id)
+            return
         try:
             if template is None:
                 sent = self.sender.send_text(

@@ -257,11 +257,18 @@ def count_by_status(conn: Connection) -> dict[str, int]:
     return {status: int(n) for status, n in rows}
 
 
-def mark_sending(conn: Connection, message_id: int, *, now: datetime) -> None:
-    """Written just before the HTTP call: from here on a crash leaves the outcome unknown."""
-    conn.execute(
-        update(messages).where(messages.c.id == message_id).values(status="sending", updated_at=now)
+def mark_sending(conn: Connection, message_id: int, *, now: datetime) -> bool:
+    """Written just before the HTTP call: from here on a crash leaves the outcome unknown.
+
+    Only a ``claimed`` row moves, so of two dispatchers holding the same row (another replica
+    requeued a claim it took for stale, then claimed it again) exactly one may send; False: not us.
+    """
+    result = conn.execute(
+        update(messages)
+        .where(messages.c.id == message_id, messages.c.status == "claimed")
+        .values(status="sending", updated_at=now)
     )
+    return result.rowcount == 1
 
 
 def recover_stale_claims(conn: Connection, *, older_than: datetime, now: datetime) -> int:
