@@ -36,6 +36,7 @@ from notifier.sandbox.whatsapp_server import WhatsAppSandbox
 from notifier.sandbox.wix_server import WixSandbox
 from notifier.scheduler import start_scheduler
 from notifier.serving import RunningServer, serve_in_thread
+from notifier.store import outbox
 from notifier.store.engine import make_engine
 from notifier.store.migrate import upgrade
 from notifier.store.tables import messages, order_snapshots, poll_runs, store_state
@@ -726,3 +727,26 @@ def test_a_replica_started_later_gets_its_fair_share(
         first.close()
         second.close()
         world.stop()
+
+
+def test_of_two_dispatchers_holding_one_row_only_one_sends_it(engine: Engine) -> None:
+    """A slow replica's claim requeued as stale and claimed again by another: both hold the row,
+    and only the first to mark it ``sending`` may send; the other learns it lost the row."""
+    now = utc_now()
+    with engine.begin() as conn:
+        message_id = outbox.enqueue(
+            conn,
+            store="shop",
+            dedupe_key="shop:o1:payment:PAID",
+            kind="template",
+            payload={"name": "order_payment_received", "language": "en", "body": []},
+            now=now,
+            recipient="+919876500001",
+        )
+        [slow] = outbox.claim_due(conn, now=now, limit=10)
+        later = now + timedelta(seconds=60)
+        assert outbox.recover_stale_claims(conn, older_than=later, now=later) == 1
+        [fast] = outbox.claim_due(conn, now=later, limit=10)
+        assert slow.id == fast.id == message_id
+        assert outbox.mark_sending(conn, fast.id, now=later)
+        assert not outbox.mark_sending(conn, slow.id, now=later)
