@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import random
 import socket
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,7 +41,12 @@ from notifier.wix import WixClient
 log = structlog.get_logger("notifier.bootstrap")
 
 
-LEASE_MIN_SECONDS = 15
+# A store's poll lease lives this long unless renewed; the heartbeat renews it three times as often,
+# so two missed beats still hold it. A killed replica's stores are polled again within
+# LEASE_TTL_SECONDS plus one poll interval of the replica that takes them over.
+LEASE_TTL_SECONDS = 15
+LEASE_HEARTBEAT_SECONDS = LEASE_TTL_SECONDS / 3
+LEASE_TTL = timedelta(seconds=LEASE_TTL_SECONDS)
 
 
 def instance_name() -> str:
@@ -71,6 +77,8 @@ class Runtime:
     instance_id: str = field(default_factory=instance_name)
     progress: SyncProgress | None = None  # a terminal's live line for big syncs
     responder: Responder = field(init=False)
+    _polling: set[str] = field(init=False, default_factory=set)
+    _polling_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.responder = Responder(
@@ -84,12 +92,29 @@ class Runtime:
     def sync(self, store: StoreRuntime) -> SyncResult | None:
         """Poll one store if this replica holds (or can take) its lease; None when another does (BR-20)."""
         name = store.settings.name
-        ttl = timedelta(seconds=max(3 * store.settings.poll_interval_seconds, LEASE_MIN_SECONDS))
-        with self.engine.begin() as conn:
-            leader = leases.acquire(conn, name, self.instance_id, now=self.clock(), ttl=ttl)
-        if not leader:
-            log.info("poll.skipped_not_leader", store=name, instance=self.instance_id)
-            return None
+        with self._polling_lock:  # before the lease, so the heartbeat never sheds a running poll
+            self._polling.add(name)
+        try:
+            with self.engine.begin() as conn:
+                leader = self._take_lease(conn, name, self.clock())
+            if not leader:
+                log.info("poll.skipped_not_leader", store=name, instance=self.instance_id)
+                return None
+            return self._sync_leased(store)
+        finally:
+            with self._polling_lock:
+                self._polling.discard(name)
+
+    def _take_lease(self, conn: Connection, name: str, now: datetime) -> bool:
+        """Renew our lease, or take a free or expired one while we hold less than a fair share."""
+        held = leases.held_by(conn, self.instance_id, now=now)
+        if name not in held:
+            share = leases.fair_share(conn, len(self.stores), now=now, ttl=LEASE_TTL)
+            if len(held) >= share:
+                return False
+        return leases.acquire(conn, name, self.instance_id, now=now, ttl=LEASE_TTL)
+
+    def _sync_leased(self, store: StoreRuntime) -> SyncResult:
         if self.progress is None:
             return sync_store(store.settings, store.wix, self.engine, self.clock)
         try:
@@ -97,16 +122,34 @@ class Runtime:
                 store.settings, store.wix, self.engine, self.clock, self.progress.page
             )
         finally:
-            self.progress.finish(name)
+            self.progress.finish(store.settings.name)
 
     def sync_all(self) -> list[SyncResult]:
         results = (self.sync(store) for store in self.stores)
         return [r for r in results if r is not None]
 
+    def renew_leases(self) -> int:
+        """The heartbeat: say this replica is alive, keep its leases for another TTL, and let go
+        of stores beyond its fair share (idle ones) for a replica that holds fewer; returns how
+        many stores it keeps."""
+        now = self.clock()
+        with self._polling_lock, self.engine.begin() as conn:
+            leases.announce(conn, self.instance_id, now=now)
+            leases.renew_all(conn, self.instance_id, now=now, ttl=LEASE_TTL)
+            held = leases.held_by(conn, self.instance_id, now=now)
+            share = leases.fair_share(conn, len(self.stores), now=now, ttl=LEASE_TTL)
+            shed = [name for name in held[share:] if name not in self._polling]
+            for name in shed:
+                leases.release(conn, name, self.instance_id)
+        if shed:
+            log.info("leases.shed", stores=shed, share=share, instance=self.instance_id)
+        return len(held) - len(shed)
+
     def release_leases(self) -> None:
         with self.engine.begin() as conn:
             for store in self.stores:
                 leases.release(conn, store.settings.name, self.instance_id)
+            leases.forget(conn, self.instance_id)
 
     def dispatch(self) -> DispatchResult:
         return self.dispatcher.dispatch_due()

@@ -82,6 +82,7 @@ class _Batch:
     last_sends: dict[str, datetime]
     started: set[int] = field(default_factory=set)
     to_mark: list[int] = field(default_factory=list)
+    marked: set[int] = field(default_factory=set)
     accepted: list[_Accepted] = field(default_factory=list)
     oldest_unwritten: float | None = None
     spent: dict[str, dict[str, Decimal]] = field(default_factory=dict)
@@ -359,7 +360,9 @@ class Dispatcher:
         recipient = message.recipient or ""
         outcome: SendResult | WhatsAppTransientError | WhatsAppPermanentError
         with self._send_slot():
-            self._mark_sending(message, batch)
+            if not self._mark_sending(message, batch):
+                log.warning("message.claim_lost", message_id=message.id)
+                return
             try:
                 if template is None:
                     outcome = self.sender.send_text(
@@ -378,23 +381,27 @@ class Dispatcher:
         else:
             self._accepted(message, outcome, template[1] if template else None, batch, result)
 
-    def _mark_sending(self, message: OutboxMessage, batch: _Batch) -> None:
+    def _mark_sending(self, message: OutboxMessage, batch: _Batch) -> bool:
         """Group commit: whoever holds the write lock marks every lane waiting for it, so when a
-        lane gets the lock its row is already ``sending`` (by itself or by the lane before)."""
+        lane gets the lock its row is already ``sending`` (by itself or by the lane before).
+        False: the row was no longer ours (another replica requeued and took it), so no send."""
         with batch.lock:
             batch.to_mark.append(message.id)
         with self._write_lock:
             with batch.lock:
                 ids, batch.to_mark = batch.to_mark, []
-            if not ids:
-                return
-            try:
-                with self.engine.begin() as conn:
-                    outbox.mark_sending(conn, ids, now=self.clock())
-            except BaseException:  # the other lanes' rows are not marked: the next holder retries
+            if ids:
+                try:
+                    with self.engine.begin() as conn:
+                        moved = outbox.mark_sending(conn, ids, now=self.clock())
+                except BaseException:  # other lanes' rows are not marked: the next holder retries
+                    with batch.lock:
+                        batch.to_mark.extend(i for i in ids if i != message.id)
+                    raise
                 with batch.lock:
-                    batch.to_mark.extend(i for i in ids if i != message.id)
-                raise
+                    batch.marked.update(moved)
+        with batch.lock:
+            return message.id in batch.marked
 
     def _accepted(
         self,

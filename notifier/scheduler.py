@@ -11,13 +11,17 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import structlog
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from notifier.bootstrap import Runtime, StoreRuntime
+from notifier.bootstrap import LEASE_HEARTBEAT_SECONDS, Runtime, StoreRuntime
 
 log = structlog.get_logger("notifier.scheduler")
 
 WEBHOOK_SWEEP_SECONDS = 5
+HOUSEKEEPING_THREADS = 4  # dispatch, webhooks, templates: one each, and a spare
+# One poll thread per store (a hung store blocks only itself), up to a bound on threads.
+MAX_POLL_THREADS = 64
 
 
 def start_scheduler(
@@ -26,12 +30,28 @@ def start_scheduler(
     """Start the poll job of every store, the dispatch job and the housekeeping jobs.
 
     Each store's first poll comes at a random point of its first interval, so replicas started
-    together take different stores' leases (and keep them) instead of one replica taking all.
+    together take different stores' leases; the lease heartbeat then evens out what each holds
+    (a replica started later gets its fair share from the others).
     """
     jitter = rng or random.Random()
     scheduler = BackgroundScheduler(
         timezone="UTC",
         job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 30},
+        # Pools apart, so a store whose Wix hangs or throttles holds only its own poll thread:
+        # other stores' polls, the dispatcher and the lease heartbeat keep their schedule.
+        executors={
+            "default": ThreadPoolExecutor(HOUSEKEEPING_THREADS),
+            "polls": ThreadPoolExecutor(max(1, min(len(runtime.stores), MAX_POLL_THREADS))),
+            "leases": ThreadPoolExecutor(1),
+        },
+    )
+    scheduler.add_job(
+        _guarded(runtime.renew_leases, "leases"),
+        "interval",
+        seconds=LEASE_HEARTBEAT_SECONDS,
+        id="leases",
+        executor="leases",
+        next_run_time=now,  # counted among the live replicas before its first poll
     )
     for store in runtime.stores:
         scheduler.add_job(
@@ -39,6 +59,7 @@ def start_scheduler(
             "interval",
             seconds=store.settings.poll_interval_seconds,
             id=f"poll:{store.settings.name}",
+            executor="polls",
             args=[runtime, store],
             next_run_time=now
             + timedelta(seconds=jitter.uniform(0, store.settings.poll_interval_seconds)),

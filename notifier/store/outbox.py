@@ -274,16 +274,23 @@ def count_by_status(conn: Connection) -> dict[str, int]:
     return {status: int(n) for status, n in rows}
 
 
-def mark_sending(conn: Connection, message_ids: Collection[int], *, now: datetime) -> None:
-    """Written just before the HTTP calls: from here on a crash leaves the outcome unknown."""
-    conn.execute(_MARK_SENDING, {"ids": list(message_ids), "now": now})
+def mark_sending(conn: Connection, message_ids: Collection[int], *, now: datetime) -> set[int]:
+    """Written just before the HTTP calls: from here on a crash leaves the outcome unknown.
+
+    Only ``claimed`` rows move, so of two dispatchers holding the same row (another replica
+    requeued a claim it took for stale, then claimed it again) exactly one may send; the ids
+    returned are the ones that are ours to send.
+    """
+    rows = conn.execute(_MARK_SENDING, {"ids": list(message_ids), "now": now})
+    return {int(row.id) for row in rows}
 
 
 # Built once: one of these runs per send, and rebuilding the statement costs more than running it.
 _MARK_SENDING = (
     update(messages)
-    .where(messages.c.id.in_(bindparam("ids", expanding=True)))
+    .where(messages.c.id.in_(bindparam("ids", expanding=True)), messages.c.status == "claimed")
     .values(status="sending", updated_at=bindparam("now"))
+    .returning(messages.c.id)
 )
 
 

@@ -90,6 +90,14 @@ store_state = Table(
     Column("lease_expires_at", UTCDateTime()),
 )
 
+# Live replicas, each renewing its row on the lease heartbeat: how many share the stores.
+replicas = Table(
+    "replicas",
+    metadata,
+    Column("instance", String(100), primary_key=True),
+    Column("seen_at", UTCDateTime(), nullable=False),
+)
+
 poll_runs = Table(
     "poll_runs",
     metadata,
