@@ -20,7 +20,6 @@ from typing import Any
 
 import structlog
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import OperationalError
 
 from notifier import phones
 from notifier.pricing import RateCard, confirm, estimate
@@ -102,9 +101,10 @@ def process_pending_receipts(
 ) -> int:
     """Process stored receipts oldest first; returns how many were handled.
 
-    Statuses are applied a batch of receipts per transaction, each in its own savepoint, and a
-    receipt is marked processed in the transaction that applied its statuses: a database failure
-    rolls the batch back and leaves its receipts for the next pass. Inbound messages are handled
+    Statuses are applied a batch of receipts per transaction, each in its own savepoint (a status
+    that fails is logged and skipped), and a receipt is marked processed in the transaction that
+    applied its statuses: a batch whose transaction fails (the database went away, the commit
+    failed) leaves its receipts for the next pass. Inbound messages are handled
     after that, outside it (they may call Wix), and their receipts marked processed once handled.
     """
     with _turn(turns), engine.connect() as conn:  # SQLite begins even a read as a writer
@@ -171,8 +171,6 @@ def _apply_statuses(
         try:
             with conn.begin_nested():
                 apply_status_update(conn, update, rate_cards, now=clock())
-        except OperationalError:
-            raise  # the database, not the item: roll the batch back, retry it on the next pass
         except Exception:  # isolate the item; the rest of the batch still applies
             log.exception("status.failed_to_apply", wamid=update.wamid)
 
