@@ -34,7 +34,7 @@ from notifier.retry import RetryPolicy
 from notifier.store import leases, registry
 from notifier.store.engine import make_engine
 from notifier.sync import SyncResult, sync_store
-from notifier.webhooks import process_pending_receipts
+from notifier.webhooks import WriteTurns, process_pending_receipts
 from notifier.whatsapp import WhatsAppClient
 from notifier.wix import WixClient
 
@@ -154,9 +154,9 @@ class Runtime:
     def dispatch(self) -> DispatchResult:
         return self.dispatcher.dispatch_due()
 
-    def process_webhooks(self) -> int:
+    def process_webhooks(self, turns: WriteTurns | None = None) -> int:
         return process_pending_receipts(
-            self.engine, self.rate_cards, self.clock, self.responder.handle
+            self.engine, self.rate_cards, self.clock, self.responder.handle, turns=turns
         )
 
     def refresh_templates(self) -> list[str]:

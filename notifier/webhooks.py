@@ -1,15 +1,20 @@
 """Use case: process stored WhatsApp webhook receipts — delivery statuses and inbound messages.
 
-The web route only verifies, stores the raw body and answers 200; this module does the rest,
-one item at a time, so a bad item never spoils its batch. Statuses are deduplicated on
+The web route only verifies, stores the raw body (once) and answers 200; this module does the
+rest, a batch of receipts per transaction and each item in its own savepoint, so a bad item never
+spoils its batch. Statuses are deduplicated on
 (wamid, status), applied monotonically, and a status for a message we have not stored yet is kept
 and applied when the message is (``apply_pending_statuses``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable, Mapping
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -22,11 +27,69 @@ from notifier.pricing import RateCard, confirm, estimate
 from notifier.store import inbox, ledger, outbox
 from notifier.store.inbox import StoredStatus
 from notifier.store.outbox import OutboxMessage
-from notifier.webhook_parse import InboundMessage, StatusUpdate, parse_webhook
+from notifier.webhook_parse import InboundMessage, ParsedWebhook, StatusUpdate, parse_webhook
 
 log = structlog.get_logger("notifier.webhooks")
 
 InboundHandler = Callable[[InboundMessage], None]
+
+
+# Statuses applied per transaction at most: a burst costs a few commits, not one per status.
+STATUSES_PER_TRANSACTION = 100
+
+
+class WriteTurns:
+    """Turns at the database's write lock inside one process, the webhook ingest first.
+
+    SQLite has one write lock, and a writer that finds it taken polls with growing sleeps, so a
+    busy worker could keep the web route's receipt writer waiting for seconds. Here the worker
+    takes a turn only while no ingest write is waiting, and ends its transaction early when one
+    starts waiting (``ingest_waiting``), so a POST waits for at most one status being applied.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._busy = False
+        self._ingest_waiting = 0
+
+    def ingest_waiting(self) -> bool:
+        return self._ingest_waiting > 0
+
+    @contextlib.contextmanager
+    def ingest(self) -> Iterator[None]:
+        with self._cond:
+            self._ingest_waiting += 1
+            try:
+                self._cond.wait_for(lambda: not self._busy)
+            finally:
+                self._ingest_waiting -= 1
+            self._busy = True
+        try:
+            yield
+        finally:
+            self._release()
+
+    @contextlib.contextmanager
+    def background(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._busy and not self._ingest_waiting)
+            self._busy = True
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with self._cond:
+            self._busy = False
+            self._cond.notify_all()
+
+
+@dataclass(frozen=True)
+class _Receipt:
+    id: int
+    webhook: ParsedWebhook | None
+    error: str | None
 
 
 def process_pending_receipts(
@@ -35,47 +98,105 @@ def process_pending_receipts(
     clock: Callable[[], datetime],
     on_inbound: InboundHandler | None = None,
     limit: int = 100,
+    turns: WriteTurns | None = None,
 ) -> int:
-    """Process stored receipts oldest first; returns how many were handled."""
-    with engine.connect() as conn:
+    """Process stored receipts oldest first; returns how many were handled.
+
+    Statuses are applied a batch of receipts per transaction, each in its own savepoint (a status
+    that fails is logged and skipped), and a receipt is marked processed in the transaction that
+    applied its statuses: a batch whose transaction fails (the database went away, the commit
+    failed) leaves its receipts for the next pass. Inbound messages are handled
+    after that, outside it (they may call Wix), and their receipts marked processed once handled.
+    """
+    with _turn(turns), engine.connect() as conn:  # SQLite begins even a read as a writer
         pending = inbox.unprocessed_receipts(conn, limit)
-    for receipt_id, body in pending:
-        error = _process_receipt(engine, body, rate_cards, clock, on_inbound)
-        with engine.begin() as conn:
-            inbox.mark_receipt_processed(conn, receipt_id, now=clock(), error=error)
+    receipts = deque(_read_receipt(receipt_id, body) for receipt_id, body in pending)
+    _apply_template_changes(engine, receipts, clock, turns)
+    with_inbound = [r for r in receipts if on_inbound and r.webhook and r.webhook.messages]
+    answered_later = {r.id for r in with_inbound}
+    while receipts:
+        with _turn(turns), engine.begin() as conn:
+            batch = _apply_batch(conn, receipts, rate_cards, clock, turns)
+            done = {r.id: r.error for r in batch if r.id not in answered_later}
+            inbox.mark_receipts_processed(conn, done, now=clock())
+    if with_inbound and on_inbound:
+        for receipt in with_inbound:
+            _handle_inbound(receipt, on_inbound)
+        with _turn(turns), engine.begin() as conn:
+            inbox.mark_receipts_processed(conn, {r.id: r.error for r in with_inbound}, now=clock())
     return len(pending)
 
 
-def _process_receipt(
+def _apply_template_changes(
     engine: Engine,
-    body: str,
+    receipts: deque[_Receipt],
+    clock: Callable[[], datetime],
+    turns: WriteTurns | None,
+) -> None:
+    """Meta's template webhooks (rare) go to the registry first, each in its own transaction,
+    so a drifted template is held before the next dispatch."""
+    for receipt in receipts:
+        if receipt.webhook and receipt.webhook.template_updates:
+            with _turn(turns):
+                apply_template_updates(engine, receipt.webhook.template_updates, clock)
+
+
+def _turn(turns: WriteTurns | None) -> contextlib.AbstractContextManager[None]:
+    return turns.background() if turns else contextlib.nullcontext()
+
+
+def _apply_batch(
+    conn: Connection,
+    receipts: deque[_Receipt],
     rate_cards: Mapping[str, RateCard],
     clock: Callable[[], datetime],
-    on_inbound: InboundHandler | None,
-) -> str | None:
+    turns: WriteTurns | None,
+) -> list[_Receipt]:
+    """Apply receipts from the left of ``receipts`` until the batch is full or ingest waits."""
+    batch: list[_Receipt] = []
+    statuses = 0
+    while receipts and statuses < STATUSES_PER_TRANSACTION:
+        if batch and turns and turns.ingest_waiting():
+            break
+        receipt = receipts.popleft()
+        _apply_statuses(conn, receipt, rate_cards, clock)
+        batch.append(receipt)
+        statuses += len(receipt.webhook.statuses) if receipt.webhook else 0
+    return batch
+
+
+def _read_receipt(receipt_id: int, body: str) -> _Receipt:
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         log.warning("webhook.unreadable", error=str(exc))
-        return f"invalid JSON: {exc}"
+        return _Receipt(receipt_id, None, f"invalid JSON: {exc}")
     parsed = parse_webhook(payload)
     for problem in parsed.problems:
         log.warning("webhook.item_skipped", problem=problem)
-    for update in parsed.statuses:
+    return _Receipt(receipt_id, parsed, "; ".join(parsed.problems)[:2000] or None)
+
+
+def _apply_statuses(
+    conn: Connection,
+    receipt: _Receipt,
+    rate_cards: Mapping[str, RateCard],
+    clock: Callable[[], datetime],
+) -> None:
+    for update in receipt.webhook.statuses if receipt.webhook else ():
         try:
-            with engine.begin() as conn:
+            with conn.begin_nested():
                 apply_status_update(conn, update, rate_cards, now=clock())
         except Exception:  # isolate the item; the rest of the batch still applies
             log.exception("status.failed_to_apply", wamid=update.wamid)
-    apply_template_updates(engine, parsed.template_updates, clock)
-    for message in parsed.messages:
-        if on_inbound is None:
-            continue
+
+
+def _handle_inbound(receipt: _Receipt, on_inbound: InboundHandler) -> None:
+    for message in receipt.webhook.messages if receipt.webhook else ():
         try:
             on_inbound(message)
         except Exception:
             log.exception("inbound.failed", inbound_id=message.id)
-    return "; ".join(parsed.problems)[:2000] or None
 
 
 def apply_status_update(

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from structlog.testing import capture_logs
 
 from notifier import inbound
 from notifier.sandbox import whatsapp_templates as meta
+from notifier.store import inbox
 from notifier.store.tables import (
     inbound_messages,
     ledger,
@@ -442,3 +443,15 @@ def test_deeply_nested_body_does_not_block_later_webhooks(daemon: LiveDaemon) ->
     nested = daemon.rows(webhook_receipts)[0]
     assert nested["processed_at"] is not None
     assert str(nested["error"]).startswith("invalid JSON")
+
+
+def test_a_body_repeated_in_a_batch_or_a_later_one_is_stored_once(engine: Engine) -> None:
+    """store_receipts keeps each distinct body once, within one batch and across batches."""
+    now = datetime(2025, 1, 1, 10, 0, tzinfo=UTC)
+    with engine.begin() as conn:
+        inbox.store_receipts(conn, [b'{"a":1}', b'{"b":2}', b'{"a":1}'], now=now)
+    with engine.begin() as conn:
+        inbox.store_receipts(conn, [b'{"b":2}', b'{"c":3}'], now=now)
+    with engine.connect() as conn:
+        stored = sorted(conn.execute(select(webhook_receipts.c.body)).scalars())
+    assert stored == ['{"a":1}', '{"b":2}', '{"c":3}']

@@ -3,14 +3,15 @@ service windows and opt-outs."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import hashlib
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 
-from notifier.store.dialect import insert_ignoring_duplicates, upsert
+from notifier.store.dialect import insert_for, insert_ignoring_duplicates, upsert
 from notifier.store.tables import (
     inbound_messages,
     opt_outs,
@@ -22,13 +23,26 @@ from notifier.store.tables import (
 SERVICE_WINDOW = timedelta(hours=24)
 
 
-def store_receipt(conn: Connection, body: bytes, *, now: datetime) -> int:
-    result = conn.execute(
-        insert(webhook_receipts)
-        .values(body=body.decode("utf-8", errors="replace"), received_at=now)
-        .returning(webhook_receipts.c.id)
-    )
-    return int(result.scalar_one())
+def store_receipts(conn: Connection, bodies: Sequence[bytes], *, now: datetime) -> None:
+    """Keep each raw body once (keyed by its sha256), in one statement for the whole batch."""
+    if not bodies:
+        return
+    rows = [
+        {"body": _storable_text(body), "body_sha256": body_sha256(body), "received_at": now}
+        for body in bodies
+    ]
+    stmt = insert_for(conn, webhook_receipts).on_conflict_do_nothing(index_elements=["body_sha256"])
+    conn.execute(stmt, rows)
+
+
+def body_sha256(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def _storable_text(body: bytes) -> str:
+    # PostgreSQL text cannot hold NUL, and valid JSON never has a raw one (it must be escaped):
+    # such a body is junk either way, so keep it with U+FFFD instead of answering 500 forever.
+    return body.decode("utf-8", errors="replace").replace("\x00", "\N{REPLACEMENT CHARACTER}")
 
 
 def unprocessed_receipts(conn: Connection, limit: int = 100) -> list[tuple[int, str]]:
@@ -41,13 +55,17 @@ def unprocessed_receipts(conn: Connection, limit: int = 100) -> list[tuple[int, 
     return [(int(r.id), str(r.body)) for r in rows]
 
 
-def mark_receipt_processed(
-    conn: Connection, receipt_id: int, *, now: datetime, error: str | None = None
+def mark_receipts_processed(
+    conn: Connection, errors: Mapping[int, str | None], *, now: datetime
 ) -> None:
+    """Mark receipts processed, each with its error (None when every item was usable)."""
+    if not errors:
+        return
     conn.execute(
         update(webhook_receipts)
-        .where(webhook_receipts.c.id == receipt_id)
-        .values(processed_at=now, error=error)
+        .where(webhook_receipts.c.id == bindparam("receipt_id"))
+        .values(processed_at=now, error=bindparam("receipt_error")),
+        [{"receipt_id": rid, "receipt_error": error} for rid, error in errors.items()],
     )
 
 

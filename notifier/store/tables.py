@@ -206,9 +206,12 @@ webhook_receipts = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("body", Text, nullable=False),
+    # sha256 of the raw bytes: Meta's retry of a body we already stored is acknowledged, not kept.
+    Column("body_sha256", String(64), unique=True),
     _now_column("received_at"),
     _now_column("processed_at", nullable=True),
     Column("error", Text),
+    Index("ix_webhook_receipts_processed_at", "processed_at"),
 )
 
 inbound_messages = Table(
