@@ -41,7 +41,7 @@ class PhoneCheck:
 def normalise(raw: str | None, country: str | None) -> PhoneCheck:
     """Read a typed phone in ``country`` (ISO alpha-2) as E.164; never raises."""
     text = (raw or "").strip()
-    if not digits(text):
+    if not any(char.isdecimal() for char in text):
         return PhoneCheck(None, MISSING)
     region = _region(country)
     if region is None and text.startswith("00"):

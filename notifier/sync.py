@@ -170,12 +170,13 @@ def _apply_page(
         except Exception:  # one bad order must never stop the page; it is logged with its id
             log.exception("order.skipped", order_id=order.id)
     tracking = _tracking_for(wix, decided)
+    labels: dict[str, Labels] = {}
     changed: list[Snapshot] = []
     outgoing: list[_Outgoing] = []
     for item in decided:
         try:
             messages = [
-                _prepare(store, item.order, note, tracking.get(item.order.id))
+                _prepare(store, item.order, note, tracking.get(item.order.id), labels)
                 for note in item.notes
             ]
         except Exception:  # as above: the order is skipped, its snapshot left as it was
@@ -212,19 +213,25 @@ def _decide(
 
 
 def _prepare(
-    store: StoreSettings, order: Order, note: Notification, tracking: Tracking | None
+    store: StoreSettings,
+    order: Order,
+    note: Notification,
+    tracking: Tracking | None,
+    labels: dict[str, Labels],
 ) -> _Outgoing:
+    """The message for ``note``; ``labels`` caches the page's labels per language."""
     rule = note.rule
     language = _language_for(order, rule.languages, store.default_language)
     recipient = phones.recipient_for(order, store.default_country)
-    labels = Labels.for_language(language, store.labels)
+    if language not in labels:
+        labels[language] = Labels.for_language(language, store.labels)
     try:
         rendered = render_template(
             rule,
             order,
             language=language,
             tracking=tracking,
-            labels=labels,
+            labels=labels[language],
             name_fallback=store.name_fallback,
         )
     except MissingParameter as exc:
@@ -293,6 +300,7 @@ def _queue(conn: Connection, store: StoreSettings, items: list[_Outgoing], now: 
     """Insert the page's outbox rows in one statement (ON CONFLICT DO NOTHING), and the ledger
     rows of the new skipped ones in another; the number of new rows."""
     new_ids = enqueue_many(conn, [item.message for item in items], now=now)
+    page_log = log.bind()  # the module's lazy logger would assemble a new logger for every line
     estimates: list[ledger.Estimate] = []
     queued = 0
     for item in items:
@@ -302,7 +310,7 @@ def _queue(conn: Connection, store: StoreSettings, items: list[_Outgoing], now: 
             continue
         queued += 1
         if item.skipped_reason:
-            log.warning(
+            page_log.warning(
                 "message.skipped",
                 order_number=item.order.number,
                 reason=item.skipped_reason,
@@ -310,7 +318,7 @@ def _queue(conn: Connection, store: StoreSettings, items: list[_Outgoing], now: 
             )
             estimates.append(_skipped_estimate(store, item, message_id, now))
         else:
-            log.info(
+            page_log.info(
                 "message.queued", order_number=item.order.number, dedupe_key=item.message.dedupe_key
             )
     ledger.record_new_estimates(conn, estimates, now=now)

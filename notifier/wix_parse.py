@@ -30,7 +30,8 @@ def dig(raw: object, *keys: str) -> Any:
     """``raw[k1][k2]…`` or None as soon as a level is missing or not a mapping."""
     value: Any = raw
     for key in keys:
-        if not isinstance(value, Mapping):
+        # JSON objects are dicts: the exact type check spares the slower ABC check.
+        if type(value) is not dict and not isinstance(value, Mapping):
             return None
         value = value.get(key)
     return value
