@@ -9,6 +9,7 @@ is digits only and may drop Brazil's 9th mobile digit or Argentina's mobile 9, f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import phonenumbers
 
@@ -34,10 +35,13 @@ class PhoneCheck:
         return self.e164 is not None
 
 
+# A poll reads the same few phones again and again (one customer, many orders; an order re-read
+# by the overlap), and parsing one costs about 0.2 ms; PhoneCheck is frozen, so sharing is safe.
+@lru_cache(maxsize=8192)
 def normalise(raw: str | None, country: str | None) -> PhoneCheck:
     """Read a typed phone in ``country`` (ISO alpha-2) as E.164; never raises."""
     text = (raw or "").strip()
-    if not digits(text):
+    if not any(char.isdecimal() for char in text):
         return PhoneCheck(None, MISSING)
     region = _region(country)
     if region is None and text.startswith("00"):

@@ -9,6 +9,7 @@ through ``sanitize_param``, a missing required value raises ``MissingParameter``
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable, Iterable
 from decimal import ROUND_HALF_UP, Decimal
 from urllib.parse import quote
 
@@ -48,6 +49,8 @@ PARAM_SOURCES = frozenset(
 _PREFIX_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "Rs. ", "BRL": "R$ "}
 _DECIMALS = {"JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "BHD": 3, "KWD": 3, "OMR": 3}
 _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zs", "Zl", "Zp"})
+# ASCII control characters that are not whitespace (whitespace, \x1c-\x1f included, is collapsed).
+_ASCII_CONTROLS = str.maketrans("", "", "".join(map(chr, [*range(0x09), *range(0x0E, 0x1C), 0x7F])))
 
 
 class MissingParameter(ValueError):  # noqa: N818 - the agreed public name
@@ -75,6 +78,13 @@ def sanitize_param(
 
 def _collapse(text: str) -> str:
     """Control chars dropped, whitespace runs → one space, trimmed; "" if nothing is visible."""
+    if text.isascii():
+        # What is left is printable ASCII, all of it visible but the single spaces between words.
+        return " ".join(text.translate(_ASCII_CONTROLS).split())
+    return _collapse_unicode(text)
+
+
+def _collapse_unicode(text: str) -> str:
     kept = "".join(
         char for char in text if char.isspace() or unicodedata.category(char) not in {"Cc", "Cs"}
     )
@@ -118,24 +128,28 @@ def order_values(
     tracking: Tracking | None,
     labels: Labels,
     name_fallback: str = "there",
+    only: Iterable[str] = PARAM_SOURCES,
 ) -> dict[str, str | None]:
-    """Every value a rule may name as a parameter source (see ``PARAM_SOURCES``); None = missing."""
+    """The value of each parameter source in ``only`` (default: all, see ``PARAM_SOURCES``);
+    None = missing. Names outside ``PARAM_SOURCES`` are left out."""
     first = sanitize_param(order.first_name, max_length=_NAME_MAX_CHARS)
     last = sanitize_param(order.last_name, max_length=_NAME_MAX_CHARS)
-    return {
-        "customer_name": first or last or name_fallback,
-        "first_name": first,
-        "last_name": last,
-        "order_number": _order_number(order),
-        "total": _total(order.total),
-        "item_summary": _item_summary(order, labels),
-        "payment_status": labels.payment(order.payment_status),
-        "fulfillment_status": labels.fulfillment(order.fulfillment_status),
-        "order_status": labels.status(order.status),
-        "tracking_number": tracking.number if tracking else None,
-        "tracking_link": tracking.link if tracking else None,
-        "carrier": tracking.provider if tracking else None,
+    # Computed on demand: a rule names two or three sources, and the item summary is costly.
+    sources: dict[str, Callable[[], str | None]] = {
+        "customer_name": lambda: first or last or name_fallback,
+        "first_name": lambda: first,
+        "last_name": lambda: last,
+        "order_number": lambda: _order_number(order),
+        "total": lambda: _total(order.total),
+        "item_summary": lambda: _item_summary(order, labels),
+        "payment_status": lambda: labels.payment(order.payment_status),
+        "fulfillment_status": lambda: labels.fulfillment(order.fulfillment_status),
+        "order_status": lambda: labels.status(order.status),
+        "tracking_number": lambda: tracking.number if tracking else None,
+        "tracking_link": lambda: tracking.link if tracking else None,
+        "carrier": lambda: tracking.provider if tracking else None,
     }
+    return {source: sources[source]() for source in only if source in sources}
 
 
 def _order_number(order: Order) -> str | None:
@@ -180,7 +194,10 @@ def render_template(
     if rule.param_names and len(rule.param_names) != len(rule.params):
         msg = f"rule {rule.template!r}: {len(rule.params)} params but {len(rule.param_names)} names"
         raise ValueError(msg)
-    values = order_values(order, tracking=tracking, labels=labels, name_fallback=name_fallback)
+    needed = {*rule.params, *((rule.button_param, "order_number") if rule.button_param else ())}
+    values = order_values(
+        order, tracking=tracking, labels=labels, name_fallback=name_fallback, only=needed
+    )
     texts = [_required(values, source) for source in rule.params]
     names: tuple[str | None, ...] = rule.param_names or (None,) * len(texts)
     body = tuple(
@@ -194,7 +211,7 @@ def render_template(
 
 def _required(values: dict[str, str | None], source: str) -> str:
     if source not in values:
-        msg = f"unknown parameter source {source!r} (known: {', '.join(sorted(values))})"
+        msg = f"unknown parameter source {source!r} (known: {', '.join(sorted(PARAM_SOURCES))})"
         raise ValueError(msg)
     text = sanitize_param(values[source])
     if text is None:

@@ -7,7 +7,7 @@ nothing new and the dedupe keys refuse a second outbox row.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -25,7 +25,7 @@ from notifier.labels import Labels
 from notifier.render import MissingParameter, render_template
 from notifier.store import ledger, orders
 from notifier.store.orders import RunCounts
-from notifier.store.outbox import enqueue, template_payload
+from notifier.store.outbox import NewMessage, enqueue_many, template_payload
 
 log = structlog.get_logger("notifier.sync")
 
@@ -37,7 +37,7 @@ class OrderSource(Protocol):
 
     def search_pages(self, since: datetime | None) -> Any: ...
 
-    def tracking(self, order_id: str) -> tuple[Tracking, ...]: ...
+    def tracking_for_orders(self, order_ids: Iterable[str]) -> dict[str, tuple[Tracking, ...]]: ...
 
 
 @dataclass(frozen=True)
@@ -60,12 +60,21 @@ class _Outgoing:
 
     notification: Notification
     order: Order
-    kwargs: dict[str, Any]
+    message: NewMessage
     skipped_reason: str | None
 
 
 PageProgress = Callable[[str, RunCounts, bool], None]
 """Called after each committed page with (store, counts so far, baseline)."""
+
+
+@dataclass(frozen=True)
+class _Decided:
+    """An order read, diffed and ruled on; its messages are rendered once tracking is known."""
+
+    order: Order
+    snapshot: Snapshot
+    notes: tuple[Notification, ...]
 
 
 def sync_store(
@@ -163,8 +172,7 @@ def _apply_page(
         log.warning("order.unreadable", order_id=order_id, reason=reason)
     with engine.connect() as conn:
         previous = orders.load_snapshots(conn, store.name, [o.id for o in page.orders])
-    changed: list[Snapshot] = []
-    outgoing: list[_Outgoing] = []
+    decided: list[_Decided] = []
     for order in page.orders:
         counts.orders_seen += 1
         if order.updated_date and (
@@ -172,33 +180,42 @@ def _apply_page(
         ):
             counts.max_updated = order.updated_date
         try:
-            snapshot, messages = _decide(
-                store, wix, order, previous.get(order.id), baseline, counts
-            )
+            decided.append(_decide(store, order, previous.get(order.id), baseline, counts))
         except Exception:  # one bad order must never stop the page; it is logged with its id
             log.exception("order.skipped", order_id=order.id)
+    tracking = _tracking_for(wix, decided)
+    labels: dict[str, Labels] = {}
+    changed: list[Snapshot] = []
+    outgoing: list[_Outgoing] = []
+    for item in decided:
+        try:
+            messages = [
+                _prepare(store, item.order, note, tracking.get(item.order.id), labels)
+                for note in item.notes
+            ]
+        except Exception:  # as above: the order is skipped, its snapshot left as it was
+            log.exception("order.skipped", order_id=item.order.id)
             continue
-        if snapshot != previous.get(order.id):
-            changed.append(snapshot)
+        if item.snapshot != previous.get(item.order.id):
+            changed.append(item.snapshot)
         outgoing.extend(messages)
     now = clock()
     with engine.begin() as conn:
         orders.save_snapshots(conn, store.name, changed, now=now)
-        counts.queued += sum(_queue(conn, store, item, now) for item in outgoing)
+        counts.queued += _queue(conn, store, outgoing, now)
     counts.pages += 1
 
 
 def _decide(
     store: StoreSettings,
-    wix: OrderSource,
     order: Order,
     previous: Snapshot | None,
     baseline: bool,
     counts: _Counts,
-) -> tuple[Snapshot, list[_Outgoing]]:
+) -> _Decided:
     snapshot = Snapshot.of(order, previous)
     if baseline:
-        return snapshot, []
+        return _Decided(order, snapshot, ())
     events = diff(previous, order)
     for event in events:
         if not rules.is_known(event.field, event.new):
@@ -206,35 +223,29 @@ def _decide(
                 "order.unknown_value", order_id=order.id, field=event.field.value, value=event.new
             )
     counts.events += len(events)
-    notes = rules.notifications_for(store.name, events, store.rules)
-    return snapshot, [_prepare(store, wix, order, note) for note in notes]
+    return _Decided(order, snapshot, rules.notifications_for(store.name, events, store.rules))
 
 
-def _prepare(store: StoreSettings, wix: OrderSource, order: Order, note: Notification) -> _Outgoing:
+def _prepare(
+    store: StoreSettings,
+    order: Order,
+    note: Notification,
+    tracking: Tracking | None,
+    labels: dict[str, Labels],
+) -> _Outgoing:
+    """The message for ``note``; ``labels`` caches the page's labels per language."""
     rule = note.rule
     language = _language_for(order, rule.languages, store.default_language)
-    tracking = (
-        _tracking_for(wix, order) if _needs_tracking(rule.params, rule.button_param) else None
-    )
     recipient = phones.recipient_for(order, store.default_country)
-    base: dict[str, Any] = {
-        "store": store.name,
-        "dedupe_key": note.dedupe_key,
-        "kind": "template",
-        "order_id": order.id,
-        "order_number": order.number,
-        "event": f"{note.event.field.value}:{note.event.new}",
-        "urgency": rule.urgency.value,
-        "recipient": recipient.e164,
-    }
-    labels = Labels.for_language(language, store.labels)
+    if language not in labels:
+        labels[language] = Labels.for_language(language, store.labels)
     try:
         rendered = render_template(
             rule,
             order,
             language=language,
             tracking=tracking,
-            labels=labels,
+            labels=labels[language],
             name_fallback=store.name_fallback,
         )
     except MissingParameter as exc:
@@ -244,24 +255,52 @@ def _prepare(store: StoreSettings, wix: OrderSource, order: Order, note: Notific
             "body": [],
             "button": None,
         }
-        return _Outgoing(note, order, {**base, "payload": payload}, f"missing parameter: {exc}")
-    base["payload"] = template_payload(rendered)
-    skipped = None if recipient.e164 else f"{recipient.problem} phone"
-    return _Outgoing(note, order, base, skipped)
+        skipped: str | None = f"missing parameter: {exc}"
+    else:
+        payload = template_payload(rendered)
+        skipped = None if recipient.e164 else f"{recipient.problem} phone"
+    message = NewMessage(
+        store=store.name,
+        dedupe_key=note.dedupe_key,
+        kind="template",
+        payload=payload,
+        recipient=recipient.e164,
+        order_id=order.id,
+        order_number=order.number,
+        event=f"{note.event.field.value}:{note.event.new}",
+        urgency=rule.urgency.value,
+        status="skipped" if skipped else "queued",
+        error_title=skipped,
+    )
+    return _Outgoing(note, order, message, skipped)
 
 
 def _needs_tracking(params: Sequence[str], button_param: str | None) -> bool:
     return bool(TRACKING_PARAMS & {*params, button_param or ""})
 
 
-def _tracking_for(wix: OrderSource, order: Order) -> Tracking | None:
+def _tracking_for(wix: OrderSource, decided: Sequence[_Decided]) -> dict[str, Tracking]:
+    """The tracking of the page's orders whose messages show it, in one Wix call; {} when Wix
+    fails (those messages then go without tracking, as the rules allow)."""
+    wanted = [
+        item.order.id
+        for item in decided
+        if any(_needs_tracking(n.rule.params, n.rule.button_param) for n in item.notes)
+    ]
+    if not wanted:
+        return {}
     try:
-        found = wix.tracking(order.id)
+        found = wix.tracking_for_orders(wanted)
     except NotifierError as exc:
-        log.warning("tracking.unavailable", order_id=order.id, error=str(exc))
-        return None
-    with_number = [t for t in found if t.number or t.link]
-    return with_number[-1] if with_number else None
+        for order_id in wanted:
+            log.warning("tracking.unavailable", order_id=order_id, error=str(exc))
+        return {}
+    chosen: dict[str, Tracking] = {}
+    for order_id, entries in found.items():
+        with_number = [t for t in entries if t.number or t.link]
+        if with_number:
+            chosen[order_id] = with_number[-1]
+    return chosen
 
 
 def _language_for(order: Order, languages: Sequence[str], default: str) -> str:
@@ -271,36 +310,47 @@ def _language_for(order: Order, languages: Sequence[str], default: str) -> str:
     return languages[0]
 
 
-def _queue(conn: Connection, store: StoreSettings, item: _Outgoing, now: datetime) -> int:
-    """Insert the outbox row (ON CONFLICT DO NOTHING); 1 when it is new."""
-    status = "skipped" if item.skipped_reason else "queued"
-    message_id = enqueue(
-        conn, now=now, status=status, error_title=item.skipped_reason, **item.kwargs
+def _queue(conn: Connection, store: StoreSettings, items: list[_Outgoing], now: datetime) -> int:
+    """Insert the page's outbox rows in one statement (ON CONFLICT DO NOTHING), and the ledger
+    rows of the new skipped ones in another; the number of new rows."""
+    new_ids = enqueue_many(conn, [item.message for item in items], now=now)
+    page_log = log.bind()  # the module's lazy logger would assemble a new logger for every line
+    estimates: list[ledger.Estimate] = []
+    queued = 0
+    for item in items:
+        # pop: a key twice in one page is one row, counted and logged once
+        message_id = new_ids.pop(item.message.dedupe_key, None)
+        if message_id is None:
+            continue
+        queued += 1
+        if item.skipped_reason:
+            page_log.warning(
+                "message.skipped",
+                order_number=item.order.number,
+                reason=item.skipped_reason,
+                dedupe_key=item.message.dedupe_key,
+            )
+            estimates.append(_skipped_estimate(store, item, message_id, now))
+        else:
+            page_log.info(
+                "message.queued", order_number=item.order.number, dedupe_key=item.message.dedupe_key
+            )
+    ledger.record_new_estimates(conn, estimates, now=now)
+    return queued
+
+
+def _skipped_estimate(
+    store: StoreSettings, item: _Outgoing, message_id: int, now: datetime
+) -> ledger.Estimate:
+    recipient = item.message.recipient
+    return ledger.Estimate(
+        message_id=message_id,
+        store=store.name,
+        order_id=item.order.id,
+        order_number=item.order.number,
+        template=item.message.payload["name"],
+        price=Price(Decimal(0), None, None, "utility", None, "skipped"),
+        status="skipped",
+        recipient_masked=phones.mask(recipient) if recipient else None,
+        priced_on=now.date(),
     )
-    if message_id is None:
-        return 0
-    if item.skipped_reason:
-        log.warning(
-            "message.skipped",
-            order_number=item.order.number,
-            reason=item.skipped_reason,
-            dedupe_key=item.kwargs["dedupe_key"],
-        )
-        ledger.record_estimate(
-            conn,
-            message_id=message_id,
-            store=store.name,
-            order_id=item.order.id,
-            order_number=item.order.number,
-            template=item.kwargs["payload"]["name"],
-            price=Price(Decimal(0), None, None, "utility", None, "skipped"),
-            status="skipped",
-            recipient_masked=phones.mask(item.kwargs["recipient"])
-            if item.kwargs["recipient"]
-            else None,
-            priced_on=now.date(),
-            now=now,
-        )
-        return 1
-    log.info("message.queued", order_number=item.order.number, dedupe_key=item.kwargs["dedupe_key"])
-    return 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -25,11 +25,13 @@ from notifier.wix_parse import (
     order_id_of,
     parse_order,
     parse_tracking,
+    parse_tracking_by_order,
 )
 
 SEARCH_PATH = "/ecom/v1/orders/search"
 ORDER_PATH = "/ecom/v1/orders/{order_id}"
 FULFILLMENTS_PATH = "/ecom/v1/fulfillments/orders/{order_id}"
+LIST_FULFILLMENTS_PATH = "/ecom/v1/fulfillments/list-by-ids"
 # Search leaves out PENDING and REJECTED (perhaps CANCELED) unless the filter names ``status``.
 SEARCHED_STATUSES = ("APPROVED", "CANCELED", "PENDING", "REJECTED", "INITIALIZED")
 DEFAULT_RETRY_AFTER = 60.0
@@ -150,6 +152,18 @@ class WixClient:
             return ()
         response = self._get_or_none(FULFILLMENTS_PATH.format(order_id=order_id))
         return () if response is None else parse_tracking(response)
+
+    def tracking_for_orders(self, order_ids: Iterable[str]) -> dict[str, tuple[Tracking, ...]]:
+        """Tracking of several orders, one List-fulfilments request per 100 ids; an order that is
+        unknown, not a GUID or without fulfilments maps to ()."""
+        wanted = list(dict.fromkeys(order_ids))
+        guids = [order_id for order_id in wanted if is_guid(order_id)]
+        found: dict[str, tuple[Tracking, ...]] = {}
+        for start in range(0, len(guids), MAX_PAGE_SIZE):
+            chunk = guids[start : start + MAX_PAGE_SIZE]
+            response = self._request("POST", LIST_FULFILLMENTS_PATH, {"orderIds": chunk})
+            found.update(parse_tracking_by_order(response))
+        return {order_id: found.get(order_id, ()) for order_id in wanted}
 
     # -- transport -------------------------------------------------------------------------
 

@@ -30,7 +30,8 @@ def dig(raw: object, *keys: str) -> Any:
     """``raw[k1][k2]…`` or None as soon as a level is missing or not a mapping."""
     value: Any = raw
     for key in keys:
-        if not isinstance(value, Mapping):
+        # JSON objects are dicts: the exact type check spares the slower ABC check.
+        if type(value) is not dict and not isinstance(value, Mapping):
             return None
         value = value.get(key)
     return value
@@ -216,16 +217,32 @@ def parse_order(raw: Mapping[str, Any]) -> Order:
     )
 
 
-def _fulfilments(raw: object) -> Iterator[Any]:
-    fulfilments = dig(raw, "orderWithFulfillments", "fulfillments")
+def _fulfilments(with_fulfilments: object) -> Iterator[Any]:
+    fulfilments = dig(with_fulfilments, "fulfillments")
     if isinstance(fulfilments, list):
         yield from fulfilments
 
 
 def parse_tracking(raw: Mapping[str, Any]) -> tuple[Tracking, ...]:
     """Tracking entries of a Get-fulfilments response, in order, without duplicates or blanks."""
+    return _tracking_of(dig(raw, "orderWithFulfillments"))
+
+
+def parse_tracking_by_order(raw: Mapping[str, Any]) -> dict[str, tuple[Tracking, ...]]:
+    """A List-fulfilments-by-ids response as order id → its tracking (entries without an id are
+    dropped; an order Wix left out is simply absent)."""
+    entries = dig(raw, "ordersWithFulfillments")
+    found: dict[str, tuple[Tracking, ...]] = {}
+    for entry in entries if isinstance(entries, list) else []:
+        order_id = text(dig(entry, "orderId"))
+        if order_id is not None:
+            found[order_id] = _tracking_of(entry)
+    return found
+
+
+def _tracking_of(with_fulfilments: object) -> tuple[Tracking, ...]:
     found: list[Tracking] = []
-    for fulfilment in _fulfilments(raw):
+    for fulfilment in _fulfilments(with_fulfilments):
         info = dig(fulfilment, "trackingInfo")
         tracking = Tracking(
             number=text(dig(info, "trackingNumber")),

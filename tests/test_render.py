@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from notifier import render
 from notifier.domain import (
     ContactPhone,
     Field,
@@ -115,6 +116,20 @@ def test_sanitized_params_are_always_acceptable(text: str, max_length: int) -> N
     assert result.strip()
     assert result == result.strip()
     assert len(result) <= max_length
+
+
+@given(text=st.text(alphabet=st.characters(max_codepoint=0x7F)))
+def test_ascii_fast_path_cleans_exactly_like_the_unicode_path(text: str) -> None:
+    """ASCII text takes a shortcut through sanitising; it gives what the general path gives."""
+    assert render._collapse(text) == render._collapse_unicode(text)
+
+
+def test_order_values_computes_only_the_sources_asked_for() -> None:
+    """``only`` limits the answer to the named sources and ignores unknown names."""
+    values = order_values(
+        seed_order(), tracking=None, labels=EN, only=("total", "order_number", "bogus")
+    )
+    assert values == {"total": "Rs. 1,299.00", "order_number": "1023"}
 
 
 # --- format_money ---------------------------------------------------------------------------

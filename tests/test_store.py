@@ -45,6 +45,78 @@ def test_dedupe_key_admits_one_row(engine: Engine) -> None:
         assert outbox.count_by_status(conn) == {"queued": 1}
 
 
+def _new(key: str, status: str = "queued") -> outbox.NewMessage:
+    return outbox.NewMessage(
+        store="s",
+        dedupe_key=key,
+        kind="template",
+        payload={"name": "order_payment_received", "language": "en", "body": [[None, "Priya"]]},
+        recipient="+919820000001" if status == "queued" else None,
+        order_id=key,
+        status=status,
+        error_title=None if status == "queued" else "missing phone",
+    )
+
+
+def test_enqueue_many_writes_new_keys_and_returns_only_their_ids(engine: Engine) -> None:
+    """One batch with a key already taken, two new keys and one of them twice: two rows written,
+    and the returned ids are exactly those rows'."""
+    with engine.begin() as conn:
+        taken = _enqueue(conn, "k:taken")
+        written = outbox.enqueue_many(
+            conn,
+            [_new("k:taken"), _new("k:a"), _new("k:b", "skipped"), _new("k:a")],
+            now=NOW,
+        )
+    assert set(written) == {"k:a", "k:b"}
+    with engine.connect() as conn:
+        stored = {key: outbox.get(conn, message_id) for key, message_id in written.items()}
+        assert outbox.count_by_status(conn) == {"queued": 2, "skipped": 1}
+        assert taken is not None
+        assert outbox.get(conn, taken).dedupe_key == "k:taken"
+        assert outbox.enqueue_many(conn, [], now=NOW) == {}
+    assert {key: m.dedupe_key for key, m in stored.items()} == {"k:a": "k:a", "k:b": "k:b"}
+    assert stored["k:b"].status == "skipped"
+    assert stored["k:a"].template.name == "order_payment_received"
+
+
+def test_record_new_estimates_writes_one_ledger_row_per_message(engine: Engine) -> None:
+    """Ledger rows written in one batch keep each message's id, status and exact zero cost."""
+    free = Price(Decimal(0), None, None, "utility", None, "skipped")
+    with engine.begin() as conn:
+        written = outbox.enqueue_many(
+            conn, [_new("k:1", "skipped"), _new("k:2", "skipped")], now=NOW
+        )
+        ledger.record_new_estimates(
+            conn,
+            [
+                ledger.Estimate(
+                    message_id=message_id,
+                    store="s",
+                    order_id=key,
+                    order_number=None,
+                    template="order_payment_received",
+                    price=free,
+                    status="skipped",
+                    recipient_masked=None,
+                    priced_on=NOW.date(),
+                )
+                for key, message_id in written.items()
+            ],
+            now=NOW,
+        )
+    with engine.connect() as conn:
+        rows = ledger.rows(conn)
+    assert sorted(r.message_id for r in rows) == sorted(written.values())
+    assert {(r.status, r.cost, r.free_reason) for r in rows} == {
+        (
+            "skipped",
+            Decimal(0),
+            "skipped",
+        )
+    }
+
+
 def test_claim_moves_a_row_once(engine: Engine) -> None:
     """Two claims in a row hand a queued message out exactly once."""
     with engine.begin() as conn:

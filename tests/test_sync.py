@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -205,8 +205,8 @@ def test_br01_b_failed_second_page_keeps_the_watermark_and_next_run_sends_once(
                 if index == 0:
                     boxes.wix.fail_next(504, path_contains="search")
 
-        def tracking(self, order_id: str) -> tuple[Tracking, ...]:
-            return self.client.tracking(order_id)
+        def tracking_for_orders(self, order_ids: Iterable[str]) -> dict[str, tuple[Tracking, ...]]:
+            return self.client.tracking_for_orders(order_ids)
 
     with engine.connect() as conn:
         mark_before = orders.get_store_state(conn, store.settings.name)
@@ -458,3 +458,102 @@ def test_br03_a_two_concurrent_first_polls_both_complete_without_sending(
     assert boxes.whatsapp.sent_messages() == []
     with engine.connect() as conn:
         assert orders.count_snapshots(conn, "sandbox-store") == 1
+
+
+# -- one page, one write of each kind, one tracking call --------------------------------------
+
+
+def _wix_calls_after(boxes: Sandboxes, before: int) -> list[tuple[str, str]]:
+    return [(method, path) for method, path, _ in list(boxes.wix.requests)[before:]]
+
+
+def test_shipped_orders_of_a_page_share_one_tracking_request(
+    boxes: Sandboxes, runtime: Runtime, clock: Clock
+) -> None:
+    """Two orders shipped and one paid on one page: one List-fulfilments call for the two shipped
+    ids, no per-order GET, and each shipped message carries its own order's tracking number."""
+    created = clock() - timedelta(days=1)
+    boxes.wix.add_orders([wix_order(n, created=created) for n in (10301, 10302, 10303)])
+    runtime.sync_all()
+    clock.advance(seconds=30)
+    for number in (10301, 10302):
+        tracking = Tracking(f"TRK{number}", "DHL", None)
+        boxes.wix.set_fulfillment(order_guid(number), "FULFILLED", tracking)
+    boxes.wix.set_payment(order_guid(10303), "PAID")
+    before = boxes.wix.request_count
+
+    result = runtime.sync_all()[0]
+    drain(runtime)
+
+    assert result.ok
+    assert result.counts.queued == 3
+    assert _wix_calls_after(boxes, before) == [
+        ("POST", "/ecom/v1/orders/search"),
+        ("POST", "/ecom/v1/fulfillments/list-by-ids"),
+    ]
+    _, _, body = boxes.wix.requests[-1]
+    assert sorted(body["orderIds"]) == sorted(order_guid(n) for n in (10301, 10302))
+    shipped = {
+        m.body_params[1]: m.button_suffix
+        for m in boxes.whatsapp.sent_messages()
+        if m.template == "order_shipped"
+    }
+    assert shipped == {"10301": "TRK10301", "10302": "TRK10302"}
+
+
+def test_failed_tracking_request_still_queues_with_the_order_number_in_the_button(
+    boxes: Sandboxes, runtime: Runtime, engine: Engine, clock: Clock
+) -> None:
+    """A 503 on List-fulfilments does not fail the poll: the shipped message is queued as when an
+    order has no tracking (button suffix = order number) and tracking.unavailable is logged."""
+    boxes.wix.add_orders([wix_order(10311, "PAID", created=clock() - timedelta(days=1))])
+    runtime.sync_all()
+    clock.advance(seconds=30)
+    boxes.wix.set_fulfillment(order_guid(10311), "FULFILLED", Tracking("TRK9", "DHL", None))
+    boxes.wix.fail_next(503, path_contains="list-by-ids")
+
+    with capture_logs() as logs:
+        result = runtime.sync_all()[0]
+    drain(runtime)
+
+    assert result.ok
+    assert result.counts.queued == 1
+    [sent] = boxes.whatsapp.sent_messages()
+    assert (sent.template, sent.button_suffix) == ("order_shipped", "10311")
+    unavailable = [e for e in logs if e["event"] == "tracking.unavailable"]
+    assert [e["order_id"] for e in unavailable] == [order_guid(10311)]
+    assert "503" in unavailable[0]["error"]
+
+
+def test_skipped_rows_of_a_page_get_a_zero_ledger_estimate_once(
+    boxes: Sandboxes, runtime: Runtime, engine: Engine, clock: Clock
+) -> None:
+    """One page with a sendable and an invalid phone: a queued row and a skipped row, the skipped
+    one with a zero ledger estimate; the overlap's re-read of both adds no row of either kind."""
+    created = clock() - timedelta(days=1)
+    boxes.wix.add_orders(
+        [wix_order(10321, created=created), wix_order(10322, created=created, phone="12345")]
+    )
+    runtime.sync_all()
+    clock.advance(seconds=30)
+    for number in (10321, 10322):
+        boxes.wix.set_payment(order_guid(number), "PAID")
+
+    with capture_logs() as logs:
+        first = runtime.sync_all()[0]
+    clock.advance(seconds=10)
+    again = runtime.sync_all()[0]
+
+    assert (first.counts.queued, again.counts.orders_seen, again.counts.queued) == (2, 2, 0)
+    rows = message_rows(engine)
+    assert [(r["order_number"], r["status"], r["error_title"]) for r in rows] == [
+        ("10321", "queued", None),
+        ("10322", "skipped", "invalid phone"),
+    ]
+    with engine.connect() as conn:
+        [estimate] = ledger.rows(conn)
+    assert (estimate.message_id, estimate.status, estimate.cost) == (rows[1]["id"], "skipped", 0)
+    assert [e["event"] for e in logs if e["event"].startswith("message.")] == [
+        "message.queued",
+        "message.skipped",
+    ]

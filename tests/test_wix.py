@@ -218,6 +218,38 @@ def test_tracking_reads_the_fulfilments_endpoint(client_for: Any) -> None:
     assert client.tracking(order_id) == ()
 
 
+def test_tracking_for_orders_asks_once_per_hundred_guids(client_for: Any) -> None:
+    """List-fulfilments-by-ids: GUIDs only, each once, 100 per request; an order absent from the
+    answer (unknown, or a non-GUID never asked about) maps to ()."""
+    guids = [f"00000000-0000-4000-8000-{n:012d}" for n in range(150)]
+    single = load("list-fulfillments-single-order.json")["orderWithFulfillments"]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked = json.loads(request.content)["orderIds"]
+        listed = [{**single, "orderId": order_id} for order_id in asked if order_id != guids[1]]
+        return ok({"ordersWithFulfillments": listed})
+
+    recorder = Recorder(answer, answer)
+    found = client_for(recorder).tracking_for_orders([*guids, guids[0], "1023; DROP"])
+
+    assert [len(body["orderIds"]) for body in recorder.bodies()] == [100, 50]
+    assert {r.url.path for r in recorder.requests} == {"/ecom/v1/fulfillments/list-by-ids"}
+    assert {r.method for r in recorder.requests} == {"POST"}
+    ups = Tracking(
+        "12345", "ups", "https://wwwapps.ups.com/WebTracking/track?track=yes&trackNums=12345"
+    )
+    assert found[guids[0]] == found[guids[149]] == (ups,)
+    assert found[guids[1]] == found["1023; DROP"] == ()
+    assert len(found) == 151
+
+
+def test_tracking_for_no_guid_asks_nothing(client_for: Any) -> None:
+    """Nothing to look up (no ids, or none a GUID) sends no request."""
+    recorder = Recorder()
+    assert client_for(recorder).tracking_for_orders(["1023"]) == {"1023": ()}
+    assert recorder.requests == []
+
+
 @pytest.mark.parametrize(
     ("status", "code", "hint"),
     [

@@ -20,6 +20,7 @@ from notifier.wix_parse import (
     parse_datetime,
     parse_order,
     parse_tracking,
+    parse_tracking_by_order,
 )
 
 DATA = Path(__file__).parent / "data" / "wix"
@@ -283,3 +284,23 @@ def test_parse_order_with_an_id_and_junk_fields_always_parses(raw: dict[str, Any
     assert order.id == "6f759095-0701-4075-9908-c9c31ff013e1"
     assert all(isinstance(item.quantity, int) and item.quantity >= 0 for item in order.line_items)
     assert order.total is None or isinstance(order.total.amount, Decimal)
+
+
+def test_tracking_by_order_reads_each_entry_and_drops_junk() -> None:
+    """List-by-ids entries map order id → tracking; entries without an id and junk shapes are
+    dropped, an order with no usable fulfilment maps to ()."""
+    single = load("list-fulfillments-single-order.json")["orderWithFulfillments"]
+    raw = {
+        "ordersWithFulfillments": [
+            single,
+            {"orderId": "o2", "fulfillments": [{"trackingInfo": {}}]},
+            {"fulfillments": single["fulfillments"]},
+            "junk",
+        ]
+    }
+    assert parse_tracking_by_order(raw) == {
+        single["orderId"]: parse_tracking(load("list-fulfillments-single-order.json")),
+        "o2": (),
+    }
+    assert parse_tracking_by_order({"ordersWithFulfillments": {"o": 1}}) == {}
+    assert parse_tracking_by_order({}) == {}

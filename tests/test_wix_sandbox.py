@@ -173,6 +173,25 @@ def test_tracking_added_with_a_fulfilment_is_returned(site: Site) -> None:
     assert [o["orderId"] for o in listed["ordersWithFulfillments"]] == [SEED_ID]
 
 
+def test_tracking_for_orders_reads_many_orders_in_one_request(site: Site) -> None:
+    """One List-fulfilments-by-ids call answers for every order: tracking where a fulfilment
+    carries it, () for an order without one and for an unknown GUID."""
+    (first,) = generate_orders(random.Random(5), now=START, count=1)
+    site.sandbox.add_orders([seed_1023(), first])
+    tracking = Tracking("TRK123", "delhivery", "https://track.example/TRK123")
+    site.sandbox.set_fulfillment(SEED_ID, "FULFILLED", tracking)
+    site.sandbox.set_fulfillment(first["id"], "FULFILLED")
+    unknown = "00000000-0000-4000-8000-000000000000"
+    before = site.sandbox.request_count
+
+    found = site.client.tracking_for_orders([SEED_ID, first["id"], unknown])
+
+    assert found == {SEED_ID: (tracking,), first["id"]: (), unknown: ()}
+    assert site.sandbox.requests[before:] == [
+        ("POST", "/ecom/v1/fulfillments/list-by-ids", {"orderIds": [SEED_ID, first["id"], unknown]})
+    ]
+
+
 def test_unknown_order_is_none_and_has_no_tracking(site: Site) -> None:
     """Get Order and fulfilments answer 404 for an unknown GUID: None and ()."""
     assert site.client.get_order(SEED_ID) is None

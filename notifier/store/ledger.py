@@ -79,6 +79,51 @@ def record_estimate(
     )
 
 
+@dataclass(frozen=True)
+class Estimate:
+    """The first ledger row of a message that has none yet."""
+
+    message_id: int
+    store: str
+    order_id: str | None
+    order_number: str | None
+    template: str | None
+    price: Price
+    status: str
+    recipient_masked: str | None
+    priced_on: date
+
+
+def record_new_estimates(conn: Connection, estimates: Sequence[Estimate], *, now: datetime) -> None:
+    """Write the ledger rows of messages just queued, in one executemany statement (a message
+    written in the same transaction cannot have a row yet, so nothing is looked up first)."""
+    if not estimates:
+        return
+    conn.execute(
+        insert(ledger),
+        [
+            {
+                "message_id": e.message_id,
+                "store": e.store,
+                "order_id": e.order_id,
+                "order_number": e.order_number,
+                "template": e.template,
+                "category": e.price.category,
+                "market": e.price.market,
+                "recipient_masked": e.recipient_masked,
+                "rate": e.price.rate,
+                "currency": e.price.currency,
+                "estimated_cost": e.price.amount,
+                "free_reason": e.price.free_reason,
+                "status": e.status,
+                "priced_on": e.priced_on,
+                "created_at": now,
+            }
+            for e in estimates
+        ],
+    )
+
+
 def record_for_message(
     conn: Connection, message: OutboxMessage, price: Price, *, status: str, now: datetime
 ) -> None:

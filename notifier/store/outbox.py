@@ -9,7 +9,7 @@ Status lifecycle (``RANK`` orders the forward moves; ``failed`` and ``skipped`` 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -72,6 +72,24 @@ def template_payload(rendered: RenderedTemplate) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class NewMessage:
+    """One outbox row to queue: everything but the id, attempts and timestamps."""
+
+    store: str
+    dedupe_key: str
+    kind: str
+    payload: Mapping[str, Any]
+    recipient: str | None
+    order_id: str | None = None
+    order_number: str | None = None
+    event: str | None = None
+    urgency: str = "normal"
+    status: str = "queued"
+    next_attempt_at: datetime | None = None
+    error_title: str | None = None
+
+
 def enqueue(
     conn: Connection,
     *,
@@ -90,32 +108,57 @@ def enqueue(
     error_title: str | None = None,
 ) -> int | None:
     """Queue a message; None when its dedupe key is already taken (nothing is written)."""
+    message = NewMessage(
+        store=store,
+        dedupe_key=dedupe_key,
+        kind=kind,
+        payload=payload,
+        recipient=recipient,
+        order_id=order_id,
+        order_number=order_number,
+        event=event,
+        urgency=urgency,
+        status=status,
+        next_attempt_at=next_attempt_at,
+        error_title=error_title,
+    )
+    return enqueue_many(conn, [message], now=now).get(dedupe_key)
+
+
+def enqueue_many(conn: Connection, new: Sequence[NewMessage], *, now: datetime) -> dict[str, int]:
+    """Queue messages in one executemany statement; returns dedupe key → id for each row that was
+    written. A key already taken (before, or earlier in ``new``) writes nothing and is left out."""
+    if not new:
+        return {}
     stmt = (
         insert_for(conn, messages)
-        .values(
-            store=store,
-            order_id=order_id,
-            order_number=order_number,
-            dedupe_key=dedupe_key,
-            kind=kind,
-            event=event,
-            urgency=urgency,
-            template=payload.get("name"),
-            language=payload.get("language"),
-            payload=dict(payload),
-            recipient=recipient,
-            status=status,
-            attempts=0,
-            next_attempt_at=next_attempt_at,
-            error_title=error_title,
-            created_at=now,
-            updated_at=now,
-        )
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(messages.c.id)
+        .returning(messages.c.id, messages.c.dedupe_key)
     )
-    new_id = conn.execute(stmt).scalar_one_or_none()
-    return None if new_id is None else int(new_id)
+    written = conn.execute(stmt, [_row_of(message, now) for message in new])
+    return {str(key): int(message_id) for message_id, key in written}
+
+
+def _row_of(message: NewMessage, now: datetime) -> dict[str, Any]:
+    return {
+        "store": message.store,
+        "order_id": message.order_id,
+        "order_number": message.order_number,
+        "dedupe_key": message.dedupe_key,
+        "kind": message.kind,
+        "event": message.event,
+        "urgency": message.urgency,
+        "template": message.payload.get("name"),
+        "language": message.payload.get("language"),
+        "payload": dict(message.payload),
+        "recipient": message.recipient,
+        "status": message.status,
+        "attempts": 0,
+        "next_attempt_at": message.next_attempt_at,
+        "error_title": message.error_title,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def claim_due(conn: Connection, *, now: datetime, limit: int) -> list[OutboxMessage]:
