@@ -14,10 +14,11 @@ import os
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
+import httpx
 import pytest
 from sqlalchemy import Engine, func, select
 
@@ -277,3 +278,76 @@ def test_chaos_every_transition_is_sent_exactly_once_under_faults_on_both_apis(
     assert statuses["delivered"] == len(expected)
     assert d.ambiguous > 0
     assert resent == 0  # every timeout was settled by its status webhook, none by a blind resend
+
+
+class AnswerLostAfterWebhooks(httpx.BaseTransport):
+    """The real wire to the sandbox, except that a send's answer is lost: once the sandbox accepted
+    it and its status webhooks were processed, the client sees a read timeout instead."""
+
+    def __init__(self, settled: Callable[[], None]) -> None:
+        self._wire = httpx.HTTPTransport()
+        self._settled = settled
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self._wire.handle_request(request)
+        if request.method != "POST" or not request.url.path.endswith("/messages"):
+            return response
+        response.read()
+        self._settled()
+        raise httpx.ReadTimeout("answer lost after the webhooks came", request=request)
+
+    def close(self) -> None:
+        self._wire.close()
+
+
+def test_a_status_webhook_that_beats_the_timeout_settles_the_send_with_no_resend(
+    engine: Engine, clock: Clock
+) -> None:
+    """The chaos run's duplicate: the webhooks of an accepted send are applied while the HTTP call
+    is still waiting, then the call times out. The row keeps `delivered` (not `ambiguous`), and
+    after the grace nothing is resent: one message at the sandbox."""
+    boxes = start_sandboxes(clock)
+    holder: list[Runtime] = []
+
+    def webhooks_applied() -> None:
+        assert boxes.whatsapp.wait_for_webhooks(10)
+        while holder[0].process_webhooks():
+            pass
+
+    settings = sandbox_settings(boxes, str(engine.url))
+    settings = replace(
+        settings,
+        dispatch=DispatchSettings(recipient_spacing_seconds=0, ambiguous_grace_seconds=GRACE),
+    )
+    runtime = build(
+        settings,
+        clock=clock,
+        engine=engine,
+        rng=random.Random(3),
+        whatsapp_transport=AnswerLostAfterWebhooks(webhooks_applied),
+    )
+    holder.append(runtime)
+    web = serve_in_thread(daemon_app(runtime, "web"))
+    boxes.whatsapp.webhook_url = f"{web.url}/webhooks/whatsapp"
+    try:
+        runtime.refresh_templates()
+        boxes.wix.add_orders([wix_order(FIRST_NUMBER, created=clock() - timedelta(days=1))])
+        assert runtime.sync_all()[0].baseline
+        clock.advance(seconds=30)
+        boxes.wix.set_payment(order_guid(FIRST_NUMBER), "PAID")
+        assert runtime.sync_all()[0].ok
+
+        first = runtime.dispatch()
+        clock.advance(seconds=GRACE + 1)
+        runtime.dispatch()
+
+        with engine.connect() as conn:
+            statuses = [row.status for row in conn.execute(select(messages.c.status))]
+        assert first.ambiguous == 1
+        assert statuses == ["delivered"]
+        assert len(boxes.whatsapp.sent_messages()) == 1
+    finally:
+        boxes.whatsapp.webhook_url = None
+        web.stop()
+        runtime.close()
+        boxes.stop()
