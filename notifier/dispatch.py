@@ -517,9 +517,9 @@ class Dispatcher:
         now = self.clock()
         if exc.kind is WhatsAppErrorKind.AMBIGUOUS:
             with self._writing() as conn:
-                outbox.set_status(conn, message.id, "ambiguous", now=now, error_title=str(exc))
+                unsettled = outbox.mark_ambiguous(conn, message.id, now=now, error_title=str(exc))
             result.ambiguous += 1
-            log.warning("message.ambiguous", error=str(exc))
+            log.warning("message.ambiguous", error=str(exc), settled_by_webhook=not unsettled)
             return
         if exc.kind is WhatsAppErrorKind.RECIPIENT_LATER:
             retry_at: datetime | None = now + timedelta(seconds=pair_rate_delay(message.attempts))

@@ -20,7 +20,7 @@ from notifier import phones, rules
 from notifier.config import StoreSettings
 from notifier.diff import diff
 from notifier.domain import Notification, Order, PollPage, Price, Snapshot, Tracking
-from notifier.errors import NotifierError
+from notifier.errors import NotifierError, WixTransientError
 from notifier.labels import Labels
 from notifier.render import MissingParameter, render_template
 from notifier.store import ledger, orders
@@ -30,6 +30,8 @@ from notifier.store.outbox import NewMessage, enqueue_many, template_payload
 log = structlog.get_logger("notifier.sync")
 
 TRACKING_PARAMS = frozenset({"tracking_number", "tracking_link", "carrier"})
+TOO_MANY_REQUESTS = 429
+RATE_LIMIT_WAIT_SECONDS = 60.0  # when a 429 names no Retry-After
 
 
 class OrderSource(Protocol):
@@ -105,7 +107,11 @@ def _sync(
         state = orders.get_store_state(conn, store.name)
         assert state is not None
         baseline = state.baseline_at is None
-        run_id = orders.start_poll_run(conn, store.name, now=started, baseline=baseline)
+        waiting = state.poll_not_before is not None and started < state.poll_not_before
+        if not waiting:
+            run_id = orders.start_poll_run(conn, store.name, now=started, baseline=baseline)
+    if waiting:
+        return _wait_for_rate_limit(store, state, baseline)
     since = (
         None
         if state.watermark is None
@@ -140,6 +146,17 @@ def _plain(counts: _Counts) -> RunCounts:
     return RunCounts(counts.pages, counts.orders_seen, counts.events, counts.queued)
 
 
+def _wait_for_rate_limit(
+    store: StoreSettings, state: orders.StoreState, baseline: bool
+) -> SyncResult:
+    """Wix said 429: no request until its Retry-After has passed (the watermark stays put)."""
+    assert state.poll_not_before is not None
+    until = state.poll_not_before.isoformat()
+    log.info("poll.waiting_for_rate_limit", until=until, last_error=state.last_poll_error)
+    error = f"waiting until {until}: Wix rate-limited the last poll"
+    return SyncResult(store.name, False, baseline, RunCounts(), error)
+
+
 def _fail(
     store: StoreSettings,
     engine: Engine,
@@ -150,11 +167,26 @@ def _fail(
     exc: NotifierError,
 ) -> SyncResult:
     error = f"{type(exc).__name__}: {exc}"
+    now = clock()
+    not_before = _rate_limited_until(exc, now)
     with engine.begin() as conn:
-        orders.record_poll_error(conn, store.name, error)
-        orders.end_poll_run(conn, run_id, now=clock(), ok=False, error=error, counts=counts)
-    log.warning("poll.failed", error=error, **counts.as_dict())
+        orders.record_poll_error(conn, store.name, error, not_before=not_before)
+        orders.end_poll_run(conn, run_id, now=now, ok=False, error=error, counts=counts)
+    log.warning(
+        "poll.failed",
+        error=error,
+        not_before=not_before.isoformat() if not_before else None,
+        **counts.as_dict(),
+    )
     return SyncResult(store.name, False, baseline, _plain(counts), error)
+
+
+def _rate_limited_until(exc: NotifierError, now: datetime) -> datetime | None:
+    """When a 429 lets the next poll start: Retry-After, else about a minute."""
+    if not isinstance(exc, WixTransientError) or exc.status != TOO_MANY_REQUESTS:
+        return None
+    wait = exc.retry_after if exc.retry_after is not None else RATE_LIMIT_WAIT_SECONDS
+    return now + timedelta(seconds=wait)
 
 
 def _apply_page(

@@ -3,21 +3,28 @@
 Every failure leaves this module as one of two families (see ``errors``):
 ``WixTransientError`` (429, 5xx, timeouts, connection errors, unreadable JSON) or
 ``WixPermanentError`` (400, 401, 403, 404 outside Get Order, 428, other 4xx), with the likely fix.
+A 5xx or a dropped connection is first retried within the call (``RETRY_POLICY``, jitter from an
+injected random source); a timeout or a 429 is not: the poll ends and ``sync`` decides when the next
+one may start.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import re
-from collections.abc import Iterable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import Any
 
 import httpx
+import structlog
 
 from notifier.domain import Order, PollPage, Tracking
 from notifier.errors import WixPermanentError, WixTransientError
+from notifier.retry import RandomSource, RetryPolicy, backoff_seconds
 from notifier.wix_parse import (
     BadOrder,
     dig,
@@ -36,6 +43,10 @@ LIST_FULFILLMENTS_PATH = "/ecom/v1/fulfillments/list-by-ids"
 SEARCHED_STATUSES = ("APPROVED", "CANCELED", "PENDING", "REJECTED", "INITIALIZED")
 DEFAULT_RETRY_AFTER = 60.0
 MAX_PAGE_SIZE = 100
+# 5xx and dropped connections, within one call: 3 tries, about 0.5 s then 1 s apart.
+RETRY_POLICY = RetryPolicy(base_seconds=0.5, factor=2.0, max_seconds=4.0, max_attempts=3)
+
+log = structlog.get_logger("notifier.wix")
 
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _ORDER_NUMBER = re.compile(r"[0-9]{1,18}")
@@ -46,6 +57,10 @@ _PERMANENT_HINTS = {
     404: "not found: check the base URL and the site id",
     428: "precondition failed: the site may lack eCommerce (Wix Stores) or the request needs it",
 }
+
+
+class _ConnectionLostError(Exception):
+    """The connection failed or dropped before an answer (refused, reset): worth a retry."""
 
 
 def is_guid(value: str) -> bool:
@@ -65,11 +80,17 @@ class WixClient:
         timeout: float = 10.0,
         page_size: int = 100,
         transport: httpx.BaseTransport | None = None,
+        retry: RetryPolicy = RETRY_POLICY,
+        rng: RandomSource | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be 1..{MAX_PAGE_SIZE}, got {page_size}")
         self.page_size = page_size
         self.request_count = 0
+        self._retry = retry
+        self._rng = rng or random.Random()
+        self._sleep = sleep
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers={
@@ -168,14 +189,38 @@ class WixClient:
     # -- transport -------------------------------------------------------------------------
 
     def _send(self, method: str, path: str, body: Mapping[str, Any] | None) -> httpx.Response:
-        self.request_count += 1
+        """One call, with a 5xx or a dropped connection retried after a jittered backoff.
+
+        A timeout is not retried here: it already cost a whole timeout, and retrying would let a
+        Wix that accepts and never answers hold the poll for several; the next poll retries it.
+        Every Wix call we make is a read, so repeating one is harmless.
+        """
         content = None if body is None else json.dumps(body).encode()
+        attempt = 1
+        while True:
+            try:
+                response = self._send_once(method, path, content)
+            except _ConnectionLostError as lost:
+                if attempt >= self._retry.max_attempts:
+                    raise WixTransientError(str(lost)) from lost.__cause__
+                reason = str(lost)
+            else:
+                if response.status_code < 500 or attempt >= self._retry.max_attempts:
+                    return response
+                reason = f"Wix server error {response.status_code} on {method} {path}"
+            delay = backoff_seconds(self._retry, attempt=attempt, rng=self._rng)
+            log.info("wix.retrying", reason=reason, attempt=attempt, delay_seconds=round(delay, 3))
+            self._sleep(delay)
+            attempt += 1
+
+    def _send_once(self, method: str, path: str, content: bytes | None) -> httpx.Response:
+        self.request_count += 1
         try:
             return self._http.request(method, path, content=content)
         except httpx.TimeoutException as exc:
             raise WixTransientError(f"Wix {method} {path} timed out: {exc!r}") from exc
         except httpx.TransportError as exc:
-            raise WixTransientError(f"Wix {method} {path} failed: {exc!r}") from exc
+            raise _ConnectionLostError(f"Wix {method} {path} failed: {exc!r}") from exc
 
     def _request(
         self, method: str, path: str, body: Mapping[str, Any] | None = None

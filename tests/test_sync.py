@@ -203,7 +203,7 @@ def test_br01_b_failed_second_page_keeps_the_watermark_and_next_run_sends_once(
             for index, page in enumerate(self.client.search_pages(since)):
                 yield page
                 if index == 0:
-                    boxes.wix.fail_next(504, path_contains="search")
+                    boxes.wix.fail_next(504, count=3, path_contains="search")
 
         def tracking_for_orders(self, order_ids: Iterable[str]) -> dict[str, tuple[Tracking, ...]]:
             return self.client.tracking_for_orders(order_ids)

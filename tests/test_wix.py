@@ -50,6 +50,7 @@ def client_for() -> Iterator[Callable[[Recorder], WixClient]]:
             api_key="key-123",
             site_id="site-9",
             transport=httpx.MockTransport(recorder),
+            sleep=lambda seconds: None,
         )
         clients.append(client)
         return client
@@ -129,8 +130,8 @@ def test_search_yields_page_by_page_so_the_caller_can_commit_between(client_for:
 def test_br01b_a_failing_second_page_raises_after_the_first_page_was_yielded(
     client_for: Any,
 ) -> None:
-    """BR-01(b): page 2 answering 504 surfaces as WixTransientError mid-iteration."""
-    recorder = Recorder(ok(load("search-orders-response.json")), httpx.Response(504))
+    """BR-01(b): page 2 answering 504 three times surfaces as WixTransientError mid-iteration."""
+    recorder = Recorder(ok(load("search-orders-response.json")), *[httpx.Response(504)] * 3)
     pages = client_for(recorder).search_pages(None)
     assert len(next(pages).orders) == 2
     with pytest.raises(WixTransientError) as info:
@@ -294,25 +295,30 @@ def test_429_is_transient_and_honours_retry_after(
     ],
 )
 def test_server_errors_and_garbage_are_transient(client_for: Any, answer: httpx.Response) -> None:
-    """5xx and unreadable 200 bodies → WixTransientError (try again later)."""
+    """5xx (after the call's retries) and unreadable 200 bodies → WixTransientError."""
     with pytest.raises(WixTransientError):
-        client_for(Recorder(answer)).get_order(ORDER_ID)
+        client_for(Recorder(answer, answer, answer)).get_order(ORDER_ID)
 
 
 @pytest.mark.parametrize(
-    "exc",
-    [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("x")],
+    ("exc", "tries"),
+    [
+        (httpx.ConnectError("refused"), 3),
+        (httpx.ReadTimeout("slow"), 1),
+        (httpx.RemoteProtocolError("x"), 3),
+    ],
 )
-def test_transport_failures_are_transient(client_for: Any, exc: Exception) -> None:
-    """Connection errors and timeouts → WixTransientError, still counted as a request."""
+def test_transport_failures_are_transient(client_for: Any, exc: Exception, tries: int) -> None:
+    """Connection errors (after the call's retries) and timeouts (at once) → WixTransientError,
+    every try counted as a request."""
 
     def fail(request: httpx.Request) -> httpx.Response:
         raise exc
 
-    client = client_for(Recorder(fail))
+    client = client_for(Recorder(*[fail] * 3))
     with pytest.raises(WixTransientError):
         client.tracking(ORDER_ID)
-    assert client.request_count == 1
+    assert client.request_count == tries
 
 
 def test_get_order_with_an_unusable_body_is_permanent(client_for: Any) -> None:

@@ -75,7 +75,11 @@ def site(server: tuple[Switch, RunningServer]) -> Iterator[Site]:
     clock = Clock()
     switch.target = WixSandbox(clock=clock)
     client = WixClient(
-        base_url=running.url, api_key="sandbox-wix-key", site_id="sandbox-site", timeout=5.0
+        base_url=running.url,
+        api_key="sandbox-wix-key",
+        site_id="sandbox-site",
+        timeout=5.0,
+        sleep=lambda seconds: None,
     )
     yield Site(switch.target, clock, running.url, client)
     switch.target.release()
@@ -140,7 +144,7 @@ def test_br01b_a_504_on_page_two_fails_the_poll_after_page_one(site: Site) -> No
     site.sandbox.add_orders(numbered(150))
     pages = site.client.search_pages(None)
     assert len(next(pages).orders) == 100
-    site.sandbox.fail_next(504, path_contains="/orders/search")
+    site.sandbox.fail_next(504, count=3, path_contains="/orders/search")
     with pytest.raises(WixTransientError) as info:
         next(pages)
     assert info.value.status == 504

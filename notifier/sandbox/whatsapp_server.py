@@ -2,7 +2,8 @@
 
 It validates sends like Meta does (see ``whatsapp_templates``), answers in Meta's shapes, and,
 while ``webhook_url`` is set, posts Meta-shaped status webhooks through ``whatsapp_webhooks``.
-Control methods script failures, inbound messages and raw statuses for tests and the demo.
+Control methods script failures, inbound messages and raw statuses for tests and the demo;
+``inject_faults`` adds seeded random 5xx, timeouts and 429 bursts to sends.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from notifier.sandbox import whatsapp_templates as meta
+from notifier.sandbox.faults import Fault, FaultInjector, FaultPlan
 from notifier.sandbox.whatsapp_templates import DEFAULT_TEMPLATES, SandboxError
 from notifier.sandbox.whatsapp_webhooks import WebhookAttempt, WebhookPoster
 from notifier.signatures import sign
@@ -93,6 +96,7 @@ class WhatsAppSandbox:
             for i, t in enumerate(DEFAULT_TEMPLATES)
         ]
         self._failures: list[_ForcedFailure] = []
+        self._faults: FaultInjector | None = None
         self._windows: dict[str, datetime] = {}
         self._last_send: dict[str, datetime] = {}
         self._undeliverable: set[str] = set()
@@ -123,6 +127,16 @@ class WhatsAppSandbox:
             self._failures.append(
                 _ForcedFailure(code, count, http_status, retry_after, _digits(to) if to else None)
             )
+
+    def inject_faults(self, plan: FaultPlan | None) -> FaultInjector | None:
+        """From now on fail sends at random as ``plan`` says (None: stop); returns the injector.
+
+        A lost answer still delivers the message and its status webhooks, as Meta does.
+        """
+        injector = FaultInjector(plan) if plan is not None else None
+        with self._lock:
+            self._faults = injector
+        return injector
 
     def pair_rate_limit(self, enabled: bool = True) -> None:
         """Refuse (131056) a send < 6 s (sandbox clock) after the last one to that number."""
@@ -274,10 +288,31 @@ class WhatsAppSandbox:
             self._check_auth(request)
             self._check_object(request.path_params["phone_number_id"], self.phone_number_id)
             payload = _json_object(await request.body())
+            fault = await self._injected_fault()
             with self._lock:
-                return JSONResponse(self._accept(payload))
+                answer = self._accept(payload)
+            if fault is Fault.LOST_ANSWER and self._faults is not None:
+                # Accepted (its status webhooks are queued, as Meta's would be); the answer is late.
+                await anyio.sleep(self._faults.plan.stall_seconds)
+            return JSONResponse(answer)
         except SandboxError as error:
             return _error_response(error)
+
+    async def _injected_fault(self) -> Fault | None:
+        """Raise the random fault's error; a lost request stalls first; LOST_ANSWER is returned."""
+        faults = self._faults
+        fault = faults.draw() if faults is not None else None
+        if faults is None or fault is None or fault is Fault.LOST_ANSWER:
+            return fault
+        plan = faults.plan
+        if fault is Fault.LOST_REQUEST:
+            await anyio.sleep(plan.stall_seconds)
+            raise SandboxError(2, "Service temporarily unavailable.", http_status=503)
+        if fault is Fault.RATE_LIMITED:
+            raise SandboxError(
+                130429, "Rate limit hit.", http_status=429, retry_after=plan.retry_after
+            )
+        raise SandboxError(2, "Service temporarily unavailable.", http_status=503)
 
     async def _template_list(self, request: Request) -> JSONResponse:
         try:

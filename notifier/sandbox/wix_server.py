@@ -3,7 +3,8 @@
 Search follows Wix's rules (the query language lives in ``wix_query``) and never shows
 ``INITIALIZED`` orders; an optional visibility freeze mimics Wix's eventually consistent index.
 Auth and error bodies are Wix-shaped.
-The control methods (``set_payment``, ``fail_next``, ``hang_next``…) are thread-safe.
+The control methods (``set_payment``, ``fail_next``, ``hang_next``, ``inject_faults``…) are
+thread-safe.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from notifier.domain import Tracking
+from notifier.sandbox.faults import Fault, FaultInjector, FaultPlan
 from notifier.sandbox.wix_query import (
     DATE_FIELDS,
     DEFAULT_LIMIT,
@@ -125,6 +127,8 @@ class WixSandbox:
         self._failures: list[_Failure] = []
         self._hangs = 0
         self._release_generation = 0
+        self._held = 0
+        self._faults: FaultInjector | None = None
         self._freeze: timedelta | None = None
         self._stale: dict[str, tuple[datetime, dict[str, Any] | None]] = {}
         self.requests: list[tuple[str, str, Any]] = []
@@ -226,6 +230,12 @@ class WixSandbox:
         with self._lock:
             self._hangs += count
 
+    @property
+    def held_requests(self) -> int:
+        """How many requests ``hang_next`` is holding unanswered right now."""
+        with self._lock:
+            return self._held
+
     def release(self) -> None:
         """Let every hanging request finish and cancel pending hangs."""
         with self._lock:
@@ -233,6 +243,14 @@ class WixSandbox:
             self._release_generation += 1
 
     close = release
+
+    def inject_faults(self, plan: FaultPlan | None) -> FaultInjector | None:
+        """From now on fail requests at random as ``plan`` says (None: stop); returns the injector
+        (its ``counts()`` say what was injected)."""
+        injector = FaultInjector(plan) if plan is not None else None
+        with self._lock:
+            self._faults = injector
+        return injector
 
     def freeze_visibility(self, seconds: float) -> None:
         """From now on Search shows an order's previous version for ``seconds`` after a change."""
@@ -311,6 +329,9 @@ class WixSandbox:
                 await self._wait_for_release(hang_generation)
             if failure is not None:
                 return self._failure_response(failure)
+            injected = await self._injected_fault()
+            if injected is not None:
+                return injected
             refusal = self._auth_refusal(request)
             if refusal is not None:
                 return refusal
@@ -318,6 +339,20 @@ class WixSandbox:
                 return handler(request, body)
 
         return endpoint
+
+    async def _injected_fault(self) -> Response | None:
+        """The random fault's answer (None: handle the request); a stall answers late."""
+        faults = self._faults
+        fault = faults.draw() if faults is not None else None
+        if faults is None or fault is None:
+            return None
+        plan = faults.plan
+        if fault in (Fault.LOST_REQUEST, Fault.LOST_ANSWER):
+            await anyio.sleep(plan.stall_seconds)  # reads: handled late or not, nothing changes
+            return None
+        if fault is Fault.RATE_LIMITED:
+            return self._failure_response(_Failure(429, 1, None, plan.retry_after))
+        return self._failure_response(_Failure(503, 1, None, None))
 
     def _take_hang(self) -> int | None:
         if self._hangs <= 0:
@@ -327,8 +362,14 @@ class WixSandbox:
 
     async def _wait_for_release(self, generation: int) -> None:
         deadline = time.monotonic() + HANG_CAP_SECONDS
-        while self._release_generation == generation and time.monotonic() < deadline:
-            await anyio.sleep(0.02)
+        with self._lock:
+            self._held += 1
+        try:
+            while self._release_generation == generation and time.monotonic() < deadline:
+                await anyio.sleep(0.02)
+        finally:
+            with self._lock:
+                self._held -= 1
 
     def _take_failure(self, path: str) -> _Failure | None:
         for failure in self._failures:

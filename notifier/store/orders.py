@@ -20,6 +20,7 @@ class StoreState:
     baseline_at: datetime | None
     last_poll_ok_at: datetime | None
     last_poll_error: str | None
+    poll_not_before: datetime | None = None
 
 
 def get_store_state(conn: Connection, store: str) -> StoreState | None:
@@ -27,7 +28,12 @@ def get_store_state(conn: Connection, store: str) -> StoreState | None:
     if row is None:
         return None
     return StoreState(
-        row.store, row.watermark, row.baseline_at, row.last_poll_ok_at, row.last_poll_error
+        row.store,
+        row.watermark,
+        row.baseline_at,
+        row.last_poll_ok_at,
+        row.last_poll_error,
+        row.poll_not_before,
     )
 
 
@@ -45,7 +51,11 @@ def finish_poll(
     baseline_done: bool,
 ) -> None:
     """A whole run succeeded: the watermark moves (never backwards) and the baseline is sealed."""
-    values: dict[str, object] = {"last_poll_ok_at": now, "last_poll_error": None}
+    values: dict[str, object] = {
+        "last_poll_ok_at": now,
+        "last_poll_error": None,
+        "poll_not_before": None,
+    }
     state = get_store_state(conn, store)
     if watermark is not None and (
         state is None or state.watermark is None or watermark > state.watermark
@@ -56,9 +66,14 @@ def finish_poll(
     conn.execute(update(store_state).where(store_state.c.store == store).values(**values))
 
 
-def record_poll_error(conn: Connection, store: str, error: str) -> None:
+def record_poll_error(
+    conn: Connection, store: str, error: str, *, not_before: datetime | None = None
+) -> None:
+    """A run failed; with ``not_before`` (Wix's 429 Retry-After) no poll starts before then."""
     conn.execute(
-        update(store_state).where(store_state.c.store == store).values(last_poll_error=error)
+        update(store_state)
+        .where(store_state.c.store == store)
+        .values(last_poll_error=error, poll_not_before=not_before)
     )
 
 

@@ -242,6 +242,17 @@ def set_status(
     )
 
 
+def mark_ambiguous(conn: Connection, message_id: int, *, now: datetime, error_title: str) -> bool:
+    """A send timed out after the request left: ``ambiguous``, unless a status webhook already
+    moved the row past "sending" (it can arrive before the timeout). True when now ambiguous."""
+    result = conn.execute(
+        update(messages)
+        .where(messages.c.id == message_id, messages.c.status == "sending")
+        .values(status="ambiguous", updated_at=now, error_title=error_title)
+    )
+    return result.rowcount == 1
+
+
 def mark_accepted(conn: Connection, sends: list[AcceptedSend]) -> dict[int, str]:
     """Record accepted sends; a status webhook may already have moved a row past "sending" (it can
     arrive before the HTTP answer), and that status is kept. Returns each row's status now."""

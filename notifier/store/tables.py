@@ -88,6 +88,7 @@ store_state = Table(
     Column("last_poll_error", Text),
     Column("lease_owner", String(100)),
     Column("lease_expires_at", UTCDateTime()),
+    Column("poll_not_before", UTCDateTime()),
 )
 
 # Live replicas, each renewing its row on the lease heartbeat: how many share the stores.
