@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check notifier tests bench migrations
 
 types: $(STAMP)
-	$(BIN)/mypy notifier
+	$(BIN)/mypy notifier tests
 
 check: lint types test
 

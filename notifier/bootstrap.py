@@ -22,7 +22,8 @@ import structlog
 from sqlalchemy import Connection, Engine
 
 from notifier.config import Settings, StoreSettings
-from notifier.dispatch import Dispatcher, DispatchResult
+from notifier.dispatch import Dispatcher
+from notifier.dispatch_outcomes import DispatchResult
 from notifier.domain import TemplateInfo
 from notifier.guard import SendGuard, alert_template_drift, resolve_budget
 from notifier.lookup import Responder, StoreLookup

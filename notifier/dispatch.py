@@ -22,15 +22,17 @@ import structlog
 from sqlalchemy import Connection, Engine
 
 from notifier import phones
+from notifier.dispatch_batch import Accepted, Batch, read_batch
+from notifier.dispatch_outcomes import DispatchResult, Outcomes
 from notifier.domain import Price, RenderedTemplate, SendResult, TemplateInfo, Urgency
-from notifier.errors import WhatsAppErrorKind, WhatsAppPermanentError, WhatsAppTransientError
+from notifier.errors import WhatsAppPermanentError, WhatsAppTransientError
 from notifier.guard import Hold, SendGuard
 from notifier.pricing import RateCard, estimate
 from notifier.quiet import QuietHours
 from notifier.ratelimit import SlidingWindow
 from notifier.render import template_problems
-from notifier.retry import RandomSource, RetryPolicy, next_attempt_at, pair_rate_delay
-from notifier.store import inbox, ledger, outbox, registry
+from notifier.retry import RandomSource, RetryPolicy
+from notifier.store import inbox, ledger, outbox
 from notifier.store.outbox import AcceptedSend, OutboxMessage, rendered_from_payload
 from notifier.webhooks import apply_pending_statuses, settle_early_statuses
 
@@ -48,52 +50,6 @@ class MessageSender(Protocol):
 
 
 @dataclass
-class DispatchResult:
-    sent: int = 0
-    retried: int = 0
-    failed: int = 0
-    skipped: int = 0
-    deferred: int = 0
-    ambiguous: int = 0
-
-    def add(self, other: DispatchResult) -> None:
-        for name, value in vars(other).items():
-            setattr(self, name, getattr(self, name) + value)
-
-
-@dataclass(frozen=True)
-class _Accepted:
-    message: OutboxMessage
-    wamid: str
-    price: Price
-    at: datetime
-
-
-@dataclass
-class _Batch:
-    """One claimed batch: what the checks need about its recipients (read in a few queries up
-    front), the messages started, and accepted sends not yet written (flushed every few sends)."""
-
-    claimed: list[OutboxMessage]
-    templates: Mapping[tuple[str, str], TemplateInfo]
-    opted_out: set[str]
-    windows: dict[str, datetime]
-    unreachable: set[str]
-    last_sends: dict[str, datetime]
-    started: set[int] = field(default_factory=set)
-    to_mark: list[int] = field(default_factory=list)
-    marked: set[int] = field(default_factory=set)
-    accepted: list[_Accepted] = field(default_factory=list)
-    oldest_unwritten: float | None = None
-    spent: dict[str, dict[str, Decimal]] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def window_open(self, recipient: str, now: datetime) -> bool:
-        opened = self.windows.get(phones.digits(recipient))
-        return opened is not None and now - opened < inbox.SERVICE_WINDOW
-
-
-@dataclass
 class Dispatcher:
     engine: Engine
     sender: MessageSender
@@ -105,7 +61,6 @@ class Dispatcher:
     recipient_spacing: timedelta = timedelta(seconds=6)
     stop_pause: timedelta = timedelta(minutes=5)
     batch_size: int = 100
-    paused_until: datetime | None = None
     quiet_hours: Mapping[str, QuietHours] = field(default_factory=dict)
     throughput: SlidingWindow = field(default_factory=lambda: SlidingWindow(rate=80.0))
     concurrent_sends: int = 4
@@ -119,6 +74,15 @@ class Dispatcher:
     guard: SendGuard | None = None
     _pace_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _write_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    outcomes: Outcomes = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.outcomes = Outcomes(self._writing, self.clock, self.rng, self.policy, self.stop_pause)
+
+    @property
+    def paused_until(self) -> datetime | None:
+        """Set by a "stop everything" error: no sends for this number before then."""
+        return self.outcomes.paused_until
 
     def dispatch_due(self) -> DispatchResult:
         """Send what is due now; returns counts for the canonical log line."""
@@ -131,7 +95,7 @@ class Dispatcher:
             claimed = outbox.claim_due(conn, now=now, limit=self.batch_size)
         if not claimed:
             return result
-        batch = self._batch(claimed, now)
+        batch = read_batch(self.engine, claimed, now, unreachable_skip=self.unreachable_skip)
         try:
             for lane_result in self._run_lanes(batch):
                 result.add(lane_result)
@@ -141,24 +105,7 @@ class Dispatcher:
         log.info("dispatch.finished", claimed=len(claimed), **vars(result))
         return result
 
-    def _batch(self, claimed: list[OutboxMessage], now: datetime) -> _Batch:
-        recipients = {m.recipient for m in claimed if m.recipient}
-        numbers = {phones.digits(r) for r in recipients}
-        unreachable: set[str] = set()
-        with self.engine.connect() as conn:
-            if self.unreachable_skip > timedelta(0):
-                since = now - self.unreachable_skip
-                unreachable = outbox.undeliverable_among(conn, recipients, since=since)
-            return _Batch(
-                claimed=claimed,
-                templates=registry.load_templates(conn),
-                opted_out=inbox.opted_out_among(conn, numbers),
-                windows=inbox.windows_opened_at(conn, numbers),
-                unreachable=unreachable,
-                last_sends=outbox.last_sends_to(conn, recipients),
-            )
-
-    def _run_lanes(self, batch: _Batch) -> list[DispatchResult]:
+    def _run_lanes(self, batch: Batch) -> list[DispatchResult]:
         """One lane per recipient, in claim order; lanes run side by side on a few threads, so one
         recipient's messages still go one after the other, in order."""
         lanes: dict[str, list[OutboxMessage]] = {}
@@ -174,7 +121,7 @@ class Dispatcher:
             ]
             return [future.result() for future in futures]
 
-    def _run_lane(self, lane: list[OutboxMessage], batch: _Batch) -> DispatchResult:
+    def _run_lane(self, lane: list[OutboxMessage], batch: Batch) -> DispatchResult:
         result = DispatchResult()
         for message in lane:
             if self.paused_until and self.clock() < self.paused_until:
@@ -210,7 +157,7 @@ class Dispatcher:
             with self._writing() as conn:
                 outbox.release_claims(conn, [m.id for m in messages], now=self.clock())
 
-    def _dispatch_one(self, message: OutboxMessage, batch: _Batch, result: DispatchResult) -> None:
+    def _dispatch_one(self, message: OutboxMessage, batch: Batch, result: DispatchResult) -> None:
         structlog.contextvars.bind_contextvars(message_id=message.id, store=message.store)
         try:
             if message.kind == "text":
@@ -220,40 +167,40 @@ class Dispatcher:
         finally:
             structlog.contextvars.unbind_contextvars("message_id", "store")
 
-    def _send_template(self, message: OutboxMessage, batch: _Batch, result: DispatchResult) -> None:
+    def _send_template(self, message: OutboxMessage, batch: Batch, result: DispatchResult) -> None:
         now = self.clock()
         recipient = message.recipient or ""
         last_send = batch.last_sends.get(recipient)
         if phones.digits(recipient) in batch.opted_out:
-            self._finish_unsent(
+            self.outcomes.finish_unsent(
                 message, "skipped", "opted_out", result, title="recipient opted out"
             )
             return
         if recipient in batch.unreachable:
             title = "recipient recently undeliverable (131026)"
-            self._finish_unsent(message, "skipped", "unreachable", result, title=title)
+            self.outcomes.finish_unsent(message, "skipped", "unreachable", result, title=title)
             return
         hours = self.quiet_hours.get(message.store)
         release = hours.release_at(now, Urgency(message.urgency)) if hours else None
         if release is not None:
-            self._defer(message, release, result, status="deferred")
+            self.outcomes.defer(message, release, result, status="deferred")
             return
         if last_send is not None and now - last_send < self.recipient_spacing:
-            self._defer(message, last_send + self.recipient_spacing, result)
+            self.outcomes.defer(message, last_send + self.recipient_spacing, result)
             return
         rendered, info = self._resolve_template(message, batch.templates)
         checked = self._checked(message, rendered, info, batch, result)
         if checked is not None:
             self._send(message, checked, batch, result)
 
-    def _send_reply(self, message: OutboxMessage, batch: _Batch, result: DispatchResult) -> None:
+    def _send_reply(self, message: OutboxMessage, batch: Batch, result: DispatchResult) -> None:
         """Free-form text only inside the 24 h window; after it, the fallback template or nothing (BR-11)."""
         if batch.window_open(message.recipient or "", self.clock()):
             self._send(message, None, batch, result)
             return
         fallback = message.payload.get("fallback")
         if not fallback:
-            self._finish_unsent(
+            self.outcomes.finish_unsent(
                 message, "skipped", "window_closed", result, title="service window closed"
             )
             return
@@ -274,7 +221,7 @@ class Dispatcher:
         message: OutboxMessage,
         rendered: RenderedTemplate,
         info: TemplateInfo | None,
-        batch: _Batch,
+        batch: Batch,
         result: DispatchResult,
     ) -> tuple[RenderedTemplate, TemplateInfo] | None:
         """The pre-send check against the account's template (BR-06); a failure alerts once per template."""
@@ -287,7 +234,7 @@ class Dispatcher:
         else:
             problems = template_problems(rendered, info)
         if problems:
-            self._template_failure(message, rendered, "; ".join(problems), result)
+            self.outcomes.template_failure(message, rendered, "; ".join(problems), result)
             return None
         assert info is not None
         return rendered, info
@@ -297,7 +244,7 @@ class Dispatcher:
         message: OutboxMessage,
         rendered: RenderedTemplate,
         info: TemplateInfo | None,
-        batch: _Batch,
+        batch: Batch,
     ) -> Hold | None:
         """The guard's verdict. A budgeted store's spend is read once per batch and each send that
         passes reserves its estimate at once, so concurrent lanes and the batched ledger writes
@@ -354,7 +301,7 @@ class Dispatcher:
         self,
         message: OutboxMessage,
         template: tuple[RenderedTemplate, TemplateInfo] | None,
-        batch: _Batch,
+        batch: Batch,
         result: DispatchResult,
     ) -> None:
         recipient = message.recipient or ""
@@ -375,13 +322,13 @@ class Dispatcher:
             except (WhatsAppTransientError, WhatsAppPermanentError) as exc:
                 outcome = exc
         if isinstance(outcome, WhatsAppTransientError):
-            self._transient(message, outcome, result)
+            self.outcomes.transient(message, outcome, result)
         elif isinstance(outcome, WhatsAppPermanentError):
-            self._permanent(message, template[0] if template else None, outcome, result)
+            self.outcomes.permanent(message, template[0] if template else None, outcome, result)
         else:
             self._accepted(message, outcome, template[1] if template else None, batch, result)
 
-    def _mark_sending(self, message: OutboxMessage, batch: _Batch) -> bool:
+    def _mark_sending(self, message: OutboxMessage, batch: Batch) -> bool:
         """Group commit: whoever holds the write lock marks every lane waiting for it, so when a
         lane gets the lock its row is already ``sending`` (by itself or by the lane before).
         False: the row was no longer ours (another replica requeued and took it), so no send."""
@@ -408,7 +355,7 @@ class Dispatcher:
         message: OutboxMessage,
         sent: SendResult,
         info: TemplateInfo | None,
-        batch: _Batch,
+        batch: Batch,
         result: DispatchResult,
     ) -> None:
         """The row stays ``sending`` until its batched write (a crash before it leaves the row
@@ -417,7 +364,7 @@ class Dispatcher:
         price = self._estimate(message, info, batch, now)
         batch.last_sends[message.recipient or ""] = now
         with batch.lock:
-            batch.accepted.append(_Accepted(message, sent.wamid, price, now))
+            batch.accepted.append(Accepted(message, sent.wamid, price, now))
             if batch.oldest_unwritten is None:
                 batch.oldest_unwritten = self.monotonic()
             due = (
@@ -439,7 +386,7 @@ class Dispatcher:
             attempts=message.attempts,
         )
 
-    def _write_accepted(self, batch: _Batch) -> None:
+    def _write_accepted(self, batch: Batch) -> None:
         """The accepted sends so far: statuses, ledger estimates and early webhooks, in one go."""
         with batch.lock:
             pending, batch.accepted, batch.oldest_unwritten = batch.accepted, [], None
@@ -459,7 +406,7 @@ class Dispatcher:
                     settle_early_statuses(conn, a.message.id, self.rate_cards, now=a.at)
 
     def _estimate(
-        self, message: OutboxMessage, info: TemplateInfo | None, batch: _Batch, now: datetime
+        self, message: OutboxMessage, info: TemplateInfo | None, batch: Batch, now: datetime
     ) -> Price:
         market = phones.market_of(message.recipient or "")
         if info is None:  # a free-form reply: free inside the window, and only sent there
@@ -469,11 +416,6 @@ class Dispatcher:
         return estimate(
             card, market=market, category=info.category.lower(), on=now.date(), window_open=window
         )
-
-    def _ledger(
-        self, conn: Connection, message: OutboxMessage, price: Price, status: str, now: datetime
-    ) -> None:
-        ledger.record_for_message(conn, message, price, status=status, now=now)
 
     @contextmanager
     def _send_slot(self) -> Iterator[None]:
@@ -490,177 +432,3 @@ class Dispatcher:
         finally:
             with self._pace_lock:
                 self.throughput.finish(self.monotonic())
-
-    def _defer(
-        self,
-        message: OutboxMessage,
-        until: datetime,
-        result: DispatchResult,
-        *,
-        status: str = "queued",
-    ) -> None:
-        """Not a failure: the row waits (same attempt count); quiet hours show as ``deferred``."""
-        with self._writing() as conn:
-            outbox.set_status(
-                conn,
-                message.id,
-                status,
-                now=self.clock(),
-                attempts=message.attempts - 1,
-                next_attempt_at=until,
-            )
-        result.deferred += 1
-
-    def _transient(
-        self, message: OutboxMessage, exc: WhatsAppTransientError, result: DispatchResult
-    ) -> None:
-        now = self.clock()
-        if exc.kind is WhatsAppErrorKind.AMBIGUOUS:
-            with self._writing() as conn:
-                unsettled = outbox.mark_ambiguous(conn, message.id, now=now, error_title=str(exc))
-            result.ambiguous += 1
-            log.warning("message.ambiguous", error=str(exc), settled_by_webhook=not unsettled)
-            return
-        if exc.kind is WhatsAppErrorKind.RECIPIENT_LATER:
-            retry_at: datetime | None = now + timedelta(seconds=pair_rate_delay(message.attempts))
-        else:
-            retry_at = next_attempt_at(
-                self.policy,
-                attempt=message.attempts,
-                now=now,
-                rng=self.rng,
-                retry_after=exc.retry_after,
-            )
-        if retry_at is None:
-            self._finish_unsent(
-                message,
-                "failed",
-                "failed",
-                result,
-                code=exc.code,
-                title=f"gave up after {message.attempts} attempts: {exc}",
-            )
-            return
-        with self._writing() as conn:
-            outbox.set_status(
-                conn,
-                message.id,
-                "queued",
-                now=now,
-                next_attempt_at=retry_at,
-                error_code=exc.code,
-                error_title=str(exc),
-            )
-        result.retried += 1
-        log.info(
-            "message.retry", code=exc.code, retry_at=retry_at.isoformat(), attempts=message.attempts
-        )
-
-    def _permanent(
-        self,
-        message: OutboxMessage,
-        rendered: RenderedTemplate | None,
-        exc: WhatsAppPermanentError,
-        result: DispatchResult,
-    ) -> None:
-        if exc.kind is WhatsAppErrorKind.STOP:
-            self._stop_everything(message, exc)
-            return
-        if exc.kind is WhatsAppErrorKind.TEMPLATE and rendered is not None:
-            self._alert_template(rendered, f"WhatsApp error {exc.code}: {exc}")
-        self._finish_unsent(
-            message,
-            "failed",
-            "failed",
-            result,
-            code=exc.code,
-            title=exc.title or str(exc),
-            details=exc.details,
-        )
-
-    def _stop_everything(self, message: OutboxMessage, exc: WhatsAppPermanentError) -> None:
-        """Account-level trouble: keep the row queued, pause dispatch, tell ops once."""
-        now = self.clock()
-        self.paused_until = now + self.stop_pause
-        with self._writing() as conn:
-            outbox.set_status(conn, message.id, "queued", now=now, attempts=message.attempts - 1)
-            first = registry.raise_alert(
-                conn,
-                key=f"stop:{exc.code}",
-                kind="dispatch_paused",
-                message=f"WhatsApp error {exc.code}: {exc}",
-                now=now,
-            )
-        if first:
-            log.error(
-                "alert.dispatch_paused",
-                code=exc.code,
-                error=str(exc),
-                paused_until=self.paused_until.isoformat(),
-            )
-
-    def _template_failure(
-        self,
-        message: OutboxMessage,
-        rendered: RenderedTemplate,
-        reason: str,
-        result: DispatchResult,
-    ) -> None:
-        self._alert_template(rendered, reason)
-        self._finish_unsent(
-            message, "failed", "failed", result, title=f"template check failed: {reason}"
-        )
-
-    def _alert_template(self, rendered: RenderedTemplate, reason: str) -> None:
-        with self._writing() as conn:
-            first = registry.raise_alert(
-                conn,
-                key=f"template:{rendered.name}:{rendered.language}",
-                kind="template",
-                message=reason,
-                now=self.clock(),
-            )
-        if first:
-            log.error(
-                "alert.template", template=rendered.name, language=rendered.language, reason=reason
-            )
-
-    def _finish_unsent(
-        self,
-        message: OutboxMessage,
-        status: str,
-        free_reason: str,
-        result: DispatchResult,
-        *,
-        code: int | None = None,
-        title: str | None = None,
-        details: str | None = None,
-    ) -> None:
-        """A message that will never be sent: final status, and a zero-cost ledger row saying why."""
-        now = self.clock()
-        price = Price(
-            Decimal(0),
-            None,
-            None,
-            "utility",
-            phones.market_of(message.recipient or ""),
-            free_reason,
-        )
-        with self._writing() as conn:
-            outbox.set_status(
-                conn,
-                message.id,
-                status,
-                now=now,
-                error_code=code,
-                error_title=title,
-                error_details=details,
-            )
-            self._ledger(conn, message, price, status, now)
-        if status == "failed":
-            result.failed += 1
-        else:
-            result.skipped += 1
-        log.warning(
-            f"message.{status}", code=code, reason=title, to=phones.mask(message.recipient or "")
-        )

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
+from notifier.sandbox.harness import Sandboxes, start_sandboxes
 from notifier.store.engine import make_engine
 from notifier.store.migrate import upgrade
 
@@ -59,6 +60,13 @@ def drop_schema(schema: str) -> None:
     with admin.begin() as conn:
         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
+
+
+@pytest.fixture
+def boxes(clock: Clock) -> Iterator[Sandboxes]:
+    """Both sandbox servers on loopback, on the test's clock, with no orders yet."""
+    with start_sandboxes(clock) as started:
+        yield started
 
 
 @pytest.fixture(params=BACKENDS)

@@ -23,10 +23,10 @@ from notifier.sandbox.harness import Sandboxes
 from notifier.serving import RunningServer
 from notifier.store import registry
 from tests.conftest import Clock
-from tests.test_dispatch import baseline, boxes, created, wait_for, webhooks
+from tests.test_dispatch import baseline, created, wait_for, webhooks
 from tests.test_sync import drain, india_phone, make_runtime, message_rows, order_guid, wix_order
 
-__all__ = ["boxes", "webhooks"]  # fixtures shared with test_dispatch
+__all__ = ["webhooks"]  # fixtures shared with test_dispatch
 
 CAP = Decimal("0.2")  # the second ₹0.115 message takes the month to ₹0.230, past the cap
 

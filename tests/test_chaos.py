@@ -25,7 +25,7 @@ from sqlalchemy import Engine, func, select
 from notifier.bootstrap import Runtime, StoreRuntime, build
 from notifier.config import DispatchSettings
 from notifier.daemon import daemon_app
-from notifier.dispatch import DispatchResult
+from notifier.dispatch_outcomes import DispatchResult
 from notifier.sandbox.faults import FaultPlan
 from notifier.sandbox.harness import Sandboxes, sandbox_settings, start_sandboxes
 from notifier.serving import RunningServer, serve_in_thread
@@ -172,7 +172,7 @@ def settle(w: World) -> None:
         while w.runtime.process_webhooks():
             pass
         with w.engine.connect() as conn:
-            statuses = Counter(
+            statuses: Counter[str] = Counter(
                 dict(
                     conn.execute(
                         select(messages.c.status, func.count()).group_by(messages.c.status)

@@ -20,10 +20,10 @@ from structlog.testing import capture_logs
 
 from notifier.bootstrap import Runtime
 from notifier.daemon import daemon_app
-from notifier.dispatch import DispatchResult
+from notifier.dispatch_outcomes import DispatchResult
 from notifier.domain import Field, RenderedTemplate, Rule, SendResult, Tracking
 from notifier.rules import DEFAULT_RULES
-from notifier.sandbox.harness import Sandboxes, start_sandboxes
+from notifier.sandbox.harness import Sandboxes
 from notifier.serving import RunningServer, serve_in_thread
 from notifier.store import inbox, ledger, registry
 from notifier.sync import SyncResult, sync_store
@@ -46,12 +46,6 @@ SHIPPED_3_PARAMS = {
         },
     ],
 }
-
-
-@pytest.fixture
-def boxes(clock: Clock) -> Iterator[Sandboxes]:
-    with start_sandboxes(clock) as started:
-        yield started
 
 
 @pytest.fixture

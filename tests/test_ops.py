@@ -206,12 +206,6 @@ def ops_app(runtime: Runtime) -> Starlette:
     return Starlette(routes=[*ops_routes(runtime), metrics_route(runtime)])
 
 
-@pytest.fixture
-def boxes(clock: Clock) -> Iterator[Sandboxes]:
-    with start_sandboxes(clock) as started:
-        yield started
-
-
 # The pipeline takes seconds; its tests only read, so one run per backend serves the module.
 @pytest.fixture(scope="module", params=BACKENDS)
 def demo(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, tzinfo
+from typing import TypedDict
 from zoneinfo import ZoneInfo
 
 from hypothesis import given
@@ -12,7 +13,15 @@ from notifier.domain import Urgency
 from notifier.quiet import release_at
 
 KOLKATA = ZoneInfo("Asia/Kolkata")
-NIGHT = {"zone": KOLKATA, "start": time(21), "end": time(8)}
+
+
+class _Hours(TypedDict):
+    zone: tzinfo
+    start: time
+    end: time
+
+
+NIGHT: _Hours = {"zone": KOLKATA, "start": time(21), "end": time(8)}
 
 
 def test_a_normal_message_at_night_waits_until_eight_local() -> None:

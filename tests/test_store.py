@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from notifier.domain import Price, Snapshot
 from notifier.store import inbox, ledger, orders, outbox
@@ -21,7 +21,7 @@ from notifier.store.migrate import (
 NOW = datetime(2026, 6, 20, 12, 0, tzinfo=UTC)
 
 
-def _enqueue(conn, key: str = "s:o1:payment:PAID") -> int | None:
+def _enqueue(conn: Connection, key: str = "s:o1:payment:PAID") -> int | None:
     return outbox.enqueue(
         conn,
         store="s",

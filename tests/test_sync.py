@@ -11,6 +11,7 @@ import threading
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -18,9 +19,9 @@ from sqlalchemy import Engine, select
 from structlog.testing import capture_logs
 
 from notifier.bootstrap import Runtime, build
-from notifier.dispatch import DispatchResult
+from notifier.dispatch_outcomes import DispatchResult
 from notifier.domain import PollPage, Tracking
-from notifier.sandbox.harness import Sandboxes, sandbox_settings, start_sandboxes
+from notifier.sandbox.harness import Sandboxes, sandbox_settings
 from notifier.store import ledger, orders
 from notifier.store.tables import messages, poll_runs
 from notifier.sync import sync_store
@@ -116,12 +117,6 @@ def searches(boxes: Sandboxes) -> list[dict[str, Any]]:
         for method, path, body in list(boxes.wix.requests)
         if method == "POST" and path.endswith("/orders/search")
     ]
-
-
-@pytest.fixture
-def boxes(clock: Clock) -> Iterator[Sandboxes]:
-    with start_sandboxes(clock) as started:
-        yield started
 
 
 @pytest.fixture
@@ -552,7 +547,11 @@ def test_skipped_rows_of_a_page_get_a_zero_ledger_estimate_once(
     ]
     with engine.connect() as conn:
         [estimate] = ledger.rows(conn)
-    assert (estimate.message_id, estimate.status, estimate.cost) == (rows[1]["id"], "skipped", 0)
+    assert (estimate.message_id, estimate.status, estimate.cost) == (
+        rows[1]["id"],
+        "skipped",
+        Decimal(0),
+    )
     assert [e["event"] for e in logs if e["event"].startswith("message.")] == [
         "message.queued",
         "message.skipped",

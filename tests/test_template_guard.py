@@ -25,10 +25,10 @@ from notifier.store import inbox, registry
 from notifier.webhooks import process_pending_receipts
 from tests.conftest import Clock
 from tests.test_costs_cli import cli_url
-from tests.test_dispatch import baseline, boxes, created, runtime, wait_for, webhooks
+from tests.test_dispatch import baseline, created, runtime, wait_for, webhooks
 from tests.test_sync import drain, make_runtime, message_rows, order_guid, wix_order
 
-__all__ = ["boxes", "runtime", "webhooks"]  # fixtures shared with test_dispatch
+__all__ = ["runtime", "webhooks"]  # fixtures shared with test_dispatch
 
 PAID_TEMPLATE = ("order_payment_received", "en")
 DATA = Path(__file__).parent / "data" / "whatsapp"
@@ -165,7 +165,7 @@ def test_advance_notice_of_recategorisation_alerts_but_does_not_hold(
     value = body["entry"][0]["changes"][0]["value"]
     value["message_template_name"], value["message_template_language"] = PAID_TEMPLATE
     with engine.begin() as conn:
-        inbox.store_receipt(conn, json.dumps(body).encode(), now=clock())
+        inbox.store_receipts(conn, [json.dumps(body).encode()], now=clock())
 
     process_pending_receipts(engine, runtime.rate_cards, clock)
 

@@ -20,7 +20,7 @@ from notifier.bootstrap import Runtime
 from notifier.errors import WixTransientError
 from notifier.retry import RetryPolicy
 from notifier.sandbox.faults import Fault, FaultInjector, FaultPlan
-from notifier.sandbox.harness import Sandboxes, start_sandboxes
+from notifier.sandbox.harness import Sandboxes
 from notifier.store import orders
 from notifier.store.tables import poll_runs
 from notifier.sync import SyncResult, sync_store
@@ -31,12 +31,6 @@ from tests.test_sync import drain, make_runtime, order_guid, wix_order
 
 NUMBER = 10401
 TIMEOUT = 0.5
-
-
-@pytest.fixture
-def boxes(clock: Clock) -> Iterator[Sandboxes]:
-    with start_sandboxes(clock) as started:
-        yield started
 
 
 @pytest.fixture

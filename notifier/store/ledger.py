@@ -6,9 +6,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, RowMapping, bindparam, insert, select, update
+from sqlalchemy import Connection, RowMapping, Select, bindparam, insert, select, update
 
 from notifier import phones
 from notifier.domain import Price
@@ -234,13 +234,22 @@ def rows(
 ) -> list[LedgerRow]:
     """Ledger rows priced in [since, until] (both inclusive), oldest first."""
     query = select(ledger).order_by(ledger.c.priced_on, ledger.c.message_id)
+    query = in_period(query, since=since, until=until, store=store)
+    return [to_ledger_row(r._mapping) for r in conn.execute(query)]
+
+
+Query = TypeVar("Query", bound=Select[Any])
+
+
+def in_period(query: Query, *, since: date | None, until: date | None, store: str | None) -> Query:
+    """``query`` narrowed to ledger rows priced in [since, until] for ``store`` (None: any)."""
     if since is not None:
         query = query.where(ledger.c.priced_on >= since)
     if until is not None:
         query = query.where(ledger.c.priced_on <= until)
     if store is not None:
         query = query.where(ledger.c.store == store)
-    return [to_ledger_row(r._mapping) for r in conn.execute(query)]
+    return query
 
 
 def to_ledger_row(r: RowMapping) -> LedgerRow:

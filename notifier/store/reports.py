@@ -14,7 +14,7 @@ from typing import Any, TypeVar, cast
 
 from sqlalchemy import Column, Connection, Select, func, select
 
-from notifier.store.ledger import LedgerRow, to_ledger_row
+from notifier.store.ledger import LedgerRow, in_period, to_ledger_row
 from notifier.store.tables import ledger, messages, poll_runs, store_state
 
 OUTBOX_WAITING = ("queued", "deferred", "claimed", "sending")
@@ -247,12 +247,7 @@ def failure_reasons(
         .where(ledger.c.status == "failed")
         .group_by(messages.c.error_code, messages.c.error_title)
     )
-    if since is not None:
-        query = query.where(ledger.c.priced_on >= since)
-    if until is not None:
-        query = query.where(ledger.c.priced_on <= until)
-    if store is not None:
-        query = query.where(ledger.c.store == store)
+    query = in_period(query, since=since, until=until, store=store)
     counted = [
         (" ".join(str(part) for part in (code, title) if part) or "no reason recorded", int(n))
         for code, title, n in conn.execute(query)
