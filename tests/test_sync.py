@@ -499,13 +499,14 @@ def test_shipped_orders_of_a_page_share_one_tracking_request(
 def test_failed_tracking_request_still_queues_with_the_order_number_in_the_button(
     boxes: Sandboxes, runtime: Runtime, engine: Engine, clock: Clock
 ) -> None:
-    """A 503 on List-fulfilments does not fail the poll: the shipped message is queued as when an
-    order has no tracking (button suffix = order number) and tracking.unavailable is logged."""
+    """List-fulfilments answering 503 to every try does not fail the poll: the shipped message is
+    queued as when an order has no tracking (button suffix = order number), tracking.unavailable
+    is logged."""
     boxes.wix.add_orders([wix_order(10311, "PAID", created=clock() - timedelta(days=1))])
     runtime.sync_all()
     clock.advance(seconds=30)
     boxes.wix.set_fulfillment(order_guid(10311), "FULFILLED", Tracking("TRK9", "DHL", None))
-    boxes.wix.fail_next(503, path_contains="list-by-ids")
+    boxes.wix.fail_next(503, count=3, path_contains="list-by-ids")  # a 5xx is tried 3 times
 
     with capture_logs() as logs:
         result = runtime.sync_all()[0]
