@@ -19,6 +19,7 @@ from notifier.bootstrap import LEASE_HEARTBEAT_SECONDS, Runtime, StoreRuntime
 log = structlog.get_logger("notifier.scheduler")
 
 WEBHOOK_SWEEP_SECONDS = 5
+MAX_SWEEP_PASSES = 100  # up to 10,000 receipts a sweep
 HOUSEKEEPING_THREADS = 4  # dispatch, webhooks, templates: one each, and a spare
 # One poll thread per store (a hung store blocks only itself), up to a bound on threads.
 MAX_POLL_THREADS = 64
@@ -78,7 +79,7 @@ def start_scheduler(
         id="templates",
     )
     scheduler.add_job(
-        _guarded(runtime.process_webhooks, "webhooks"),
+        _guarded(lambda: drain_webhooks(runtime), "webhooks"),
         "interval",
         seconds=WEBHOOK_SWEEP_SECONDS,
         id="webhooks",
@@ -93,6 +94,18 @@ def _poll(runtime: Runtime, store: StoreRuntime) -> None:
         runtime.sync(store)
     except Exception:  # a crashed job must not kill the scheduler; the next interval tries again
         log.exception("job.crashed", job=f"poll:{store.settings.name}")
+
+
+def drain_webhooks(runtime: Runtime) -> int:
+    """Apply stored receipts until none is left (one pass takes at most a batch of 100): the
+    sweep behind the web process's worker, and all a ``--role poller`` process has."""
+    total = 0
+    for _ in range(MAX_SWEEP_PASSES):  # bounded: a receipt that keeps failing cannot spin it
+        handled = runtime.process_webhooks()
+        if not handled:
+            break
+        total += handled
+    return total
 
 
 def _guarded(job: Callable[[], object], name: str) -> Callable[[], None]:

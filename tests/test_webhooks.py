@@ -19,6 +19,8 @@ from structlog.testing import capture_logs
 
 from notifier import inbound
 from notifier.sandbox import whatsapp_templates as meta
+from notifier.sandbox.harness import Sandboxes
+from notifier.scheduler import drain_webhooks
 from notifier.store import inbox
 from notifier.store.tables import (
     inbound_messages,
@@ -28,6 +30,7 @@ from notifier.store.tables import (
     webhook_receipts,
 )
 from tests.conftest import Clock
+from tests.test_sync import make_runtime
 from tests.test_web import NOA, NOA_REPLY, OWNER, LiveDaemon, live_daemon, wait_until
 
 FREE_CS = {
@@ -455,3 +458,30 @@ def test_a_body_repeated_in_a_batch_or_a_later_one_is_stored_once(engine: Engine
     with engine.connect() as conn:
         stored = sorted(conn.execute(select(webhook_receipts.c.body)).scalars())
     assert stored == ['{"a":1}', '{"b":2}', '{"c":3}']
+
+
+def test_the_scheduler_sweep_applies_a_backlog_larger_than_one_pass(
+    boxes: Sandboxes, engine: Engine, clock: Clock
+) -> None:
+    """The scheduler's webhook sweep (``drain_webhooks``) applies all 250 stored receipts, not
+    just one pass's batch of 100, so a backlog left by a busy web process is caught up at once."""
+    runtime = make_runtime(boxes, engine, clock)
+    bodies = [
+        meta.meta_json(
+            meta.envelope(
+                boxes.whatsapp.waba_id,
+                boxes.whatsapp.phone_number_id,
+                {"statuses": [{"id": f"wamid.BACKLOG.{i}", "status": "sent"}]},
+                "15550001111",
+            )
+        )
+        for i in range(250)
+    ]
+    try:
+        with engine.begin() as conn:
+            inbox.store_receipts(conn, bodies, now=clock())
+        assert drain_webhooks(runtime) == 250
+        with engine.connect() as conn:
+            assert inbox.unprocessed_receipts(conn, 1000) == []
+    finally:
+        runtime.close()
