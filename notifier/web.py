@@ -28,6 +28,7 @@ from notifier.bootstrap import Runtime
 from notifier.metrics import metrics_route
 from notifier.ops import ops_routes
 from notifier.store import inbox, orders
+from notifier.store.engine import begin_promptly
 from notifier.webhooks import WriteTurns
 
 log = structlog.get_logger("notifier.web")
@@ -251,7 +252,7 @@ def signatures_equal(given: str | None, expected: str) -> bool:
 
 
 def _store(runtime: Runtime, bodies: Sequence[bytes], turns: WriteTurns) -> None:
-    with turns.ingest(), runtime.engine.begin() as conn:
+    with turns.ingest(), begin_promptly(runtime.engine) as conn:
         inbox.store_receipts(conn, bodies, now=runtime.clock())
 
 

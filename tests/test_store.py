@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, text
 
 from notifier.domain import Price, Snapshot
 from notifier.store import inbox, ledger, orders, outbox
+from notifier.store.engine import begin_promptly
 from notifier.store.migrate import (
     DatabaseNotAtHeadError,
     current_revisions,
@@ -217,3 +220,44 @@ def test_daemon_refuses_a_database_not_at_head(engine: Engine) -> None:
     downgrade(engine, "base")
     with pytest.raises(DatabaseNotAtHeadError, match="notifier db upgrade"):
         require_head(engine)
+
+
+def test_begin_promptly_waits_out_a_held_write_lock_then_commits(engine: Engine) -> None:
+    """A prompt writer (the webhook ingest) blocked by another write transaction does not fail:
+    it gets the lock once that ends, commits, and leaves the normal busy timeout on SQLite."""
+    holder = engine.connect()
+    holder.begin()
+    holder.execute(text("UPDATE store_state SET watermark = NULL WHERE store = 'none'"))
+    released = threading.Event()
+
+    def release() -> None:
+        time.sleep(0.3)
+        released.set()
+        holder.rollback()
+        holder.close()
+
+    threading.Thread(target=release).start()
+    with begin_promptly(engine) as conn:
+        got_lock_after_release = released.is_set()
+        inbox.store_receipts(conn, [b'{"prompt": 1}'], now=NOW)
+    if engine.dialect.name == "sqlite":  # PostgreSQL writers do not queue on one lock
+        assert got_lock_after_release
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one() == 30_000
+    released.wait(5)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM webhook_receipts")).scalar_one() == 1
+
+
+def test_begin_promptly_rolls_back_when_the_block_raises(engine: Engine) -> None:
+    """An exception inside the block leaves nothing written."""
+
+    def write_then_fail() -> None:
+        with begin_promptly(engine) as conn:
+            inbox.store_receipts(conn, [b'{"prompt": 2}'], now=NOW)
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        write_then_fail()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM webhook_receipts")).scalar_one() == 0
