@@ -18,7 +18,7 @@ from notifier.bootstrap import LEASE_HEARTBEAT_SECONDS, Runtime, StoreRuntime
 
 log = structlog.get_logger("notifier.scheduler")
 
-WEBHOOK_SWEEP_SECONDS = 5
+WEBHOOK_SWEEP_SECONDS = 2  # how soon a --role poller applies what the web process stored
 MAX_SWEEP_PASSES = 100  # up to 10,000 receipts a sweep
 HOUSEKEEPING_THREADS = 4  # dispatch, webhooks, templates: one each, and a spare
 # One poll thread per store (a hung store blocks only itself), up to a bound on threads.
