@@ -80,6 +80,22 @@ def order_10126() -> dict[str, Any]:
     return order
 
 
+def sent_status_bodies(whatsapp: WhatsAppSandbox, prefix: str, count: int) -> list[bytes]:
+    """``count`` different webhook bodies as Meta sends them, each one "sent" status of
+    ``{prefix}.{i}``."""
+    return [
+        meta.meta_json(
+            meta.envelope(
+                whatsapp.waba_id,
+                whatsapp.phone_number_id,
+                {"statuses": [{"id": f"{prefix}.{i}", "status": "sent"}]},
+                "15550001111",
+            )
+        )
+        for i in range(count)
+    ]
+
+
 def wait_until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
     """Poll ``condition`` every 10 ms; fail the test if it is still false after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -438,17 +454,7 @@ def test_post_is_answered_while_the_lookup_is_still_waiting_on_wix(daemon: LiveD
 def test_bodies_posted_at_once_are_each_stored_before_their_200(daemon: LiveDaemon) -> None:
     """Forty different bodies from twenty threads (committed together): all 200, all stored."""
     daemon.whatsapp.webhook_url = None  # only these posts arrive
-    bodies = [
-        meta.meta_json(
-            meta.envelope(
-                daemon.whatsapp.waba_id,
-                daemon.whatsapp.phone_number_id,
-                {"statuses": [{"id": f"wamid.UNKNOWN.{i}", "status": "sent"}]},
-                "15550001111",
-            )
-        )
-        for i in range(40)
-    ]
+    bodies = sent_status_bodies(daemon.whatsapp, "wamid.UNKNOWN", 40)
     answers: list[int] = []
     barrier = threading.Barrier(20)
 

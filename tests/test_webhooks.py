@@ -31,7 +31,15 @@ from notifier.store.tables import (
 )
 from tests.conftest import Clock
 from tests.test_sync import make_runtime
-from tests.test_web import NOA, NOA_REPLY, OWNER, LiveDaemon, live_daemon, wait_until
+from tests.test_web import (
+    NOA,
+    NOA_REPLY,
+    OWNER,
+    LiveDaemon,
+    live_daemon,
+    sent_status_bodies,
+    wait_until,
+)
 
 FREE_CS = {
     "pricing_model": "PMP",
@@ -466,17 +474,7 @@ def test_the_scheduler_sweep_applies_a_backlog_larger_than_one_pass(
     """The scheduler's webhook sweep (``drain_webhooks``) applies all 250 stored receipts, not
     just one pass's batch of 100, so a backlog left by a busy web process is caught up at once."""
     runtime = make_runtime(boxes, engine, clock)
-    bodies = [
-        meta.meta_json(
-            meta.envelope(
-                boxes.whatsapp.waba_id,
-                boxes.whatsapp.phone_number_id,
-                {"statuses": [{"id": f"wamid.BACKLOG.{i}", "status": "sent"}]},
-                "15550001111",
-            )
-        )
-        for i in range(250)
-    ]
+    bodies = sent_status_bodies(boxes.whatsapp, "wamid.BACKLOG", 250)
     try:
         with engine.begin() as conn:
             inbox.store_receipts(conn, bodies, now=clock())
