@@ -90,14 +90,14 @@ def _parser() -> argparse.ArgumentParser:
     templates.set_defaults(handler=_templates_check)
 
     report = sub.add_parser("costs", help="the message-cost log")
-    report.add_argument(
-        "--since", type=date.fromisoformat, help="first day, YYYY-MM-DD (inclusive)"
-    )
-    report.add_argument("--until", type=date.fromisoformat, help="last day, YYYY-MM-DD (inclusive)")
+    report.add_argument("--since", type=_day, help="first day, YYYY-MM-DD (inclusive)")
+    report.add_argument("--until", type=_day, help="last day, YYYY-MM-DD (inclusive)")
     report.add_argument("--store")
     report.add_argument("--group-by", choices=costs.GROUP_BYS, default="day")
-    report.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    report.add_argument("--messages", action="store_true", help="one CSV line per message instead")
+    report.add_argument("--format", choices=["table", "csv", "json"])
+    report.add_argument(
+        "--messages", action="store_true", help="one CSV line per message instead (CSV only)"
+    )
     report.add_argument("--database-url", help="read this database instead of the configured one")
     report.set_defaults(handler=_costs)
 
@@ -187,6 +187,10 @@ def _templates_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _costs(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    problem = _costs_arguments_problem(args)
+    if problem:
+        print(f"notifier costs: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
     url = args.database_url or env.get("NOTIFIER_DATABASE_URL") or _settings(args, env).database_url
     engine = make_engine(url)
     try:
@@ -204,9 +208,25 @@ def _costs(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     report = dataclasses.replace(
         costs.build_report(rows, group_by=args.group_by), top_failures=tuple(failures)
     )
-    render = {"table": costs.to_table, "csv": costs.to_csv, "json": costs.to_json}[args.format]
-    print(render(report), end="" if args.format == "csv" else "\n")
+    chosen = args.format or "table"
+    render = {"table": costs.to_table, "csv": costs.to_csv, "json": costs.to_json}[chosen]
+    print(render(report), end="" if chosen == "csv" else "\n")
     return 0
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a day as YYYY-MM-DD, got {text!r}") from None
+
+
+def _costs_arguments_problem(args: argparse.Namespace) -> str | None:
+    if args.since and args.until and args.since > args.until:
+        return f"--since {args.since} is after --until {args.until}"
+    if args.messages and args.format not in (None, "csv"):
+        return f"--messages writes CSV; drop --format {args.format} or use --format csv"
+    return None
 
 
 def _demo(args: argparse.Namespace, env: Mapping[str, str]) -> int:

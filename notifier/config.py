@@ -284,12 +284,32 @@ def _stores(
             top.problem("stores", "at least one [[stores]] table is required")
         return ()
     stores = tuple(_store(table, global_rules, environ, base_dir) for table in tables)
-    seen: set[str] = set()
-    for table, store in zip(tables, stores, strict=True):
-        if store.name and store.name in seen:
-            table.problem("name", f"duplicate store name {store.name!r}")
-        seen.add(store.name)
+    _check_distinct(tables, stores)
     return stores
+
+
+def _check_distinct(tables: list[TomlTable], stores: tuple[StoreSettings, ...]) -> None:
+    """Two stores on one Wix site would notify each customer twice (dedupe is per store); two
+    names that map to one key variable would share a Wix key."""
+    names: set[str] = set()
+    sites: dict[str, str] = {}
+    key_vars: dict[str, str] = {}
+    for table, store in zip(tables, stores, strict=True):
+        if not store.name:
+            continue
+        if store.name in names:
+            table.problem("name", f"duplicate store name {store.name!r}")
+            continue
+        names.add(store.name)
+        key_var = store_api_key_env(store.name)
+        if key_var in key_vars:
+            other = key_vars[key_var]
+            table.problem("name", f"stores {other!r} and {store.name!r} both read {key_var}")
+        key_vars.setdefault(key_var, store.name)
+        if store.site_id and store.site_id in sites:
+            other = sites[store.site_id]
+            table.problem("site_id", f"store {other!r} already polls site {store.site_id}")
+        sites.setdefault(store.site_id, store.name)
 
 
 def _store(

@@ -68,6 +68,7 @@ def daemon_app(runtime: Runtime, role: str) -> Starlette:
 def run_daemon(
     settings: Settings, *, role: str = "all", progress: SyncProgress | None = None
 ) -> int:
+    _exit_cleanly_on_sigterm()
     runtime = prepare(settings)
     runtime.progress = progress
     try:
@@ -87,6 +88,17 @@ def run_daemon(
         return 0
     finally:
         runtime.close()
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """uvicorn shuts down on SIGTERM and then raises the signal again; with the default handler
+    the process died right there, before ``runtime.close`` handed the store leases over."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_system_exit)
+
+
+def _raise_system_exit(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _run_poller_only(runtime: Runtime) -> int:

@@ -34,6 +34,7 @@ from notifier.store.ledger import LedgerRow
 from notifier.store.reports import LogEntry, MessageFilter
 
 PAGE_SIZE = 100
+MAX_PAGE = 1_000_000  # past it the offset overflows SQLite's INTEGER; nobody pages that far
 DEFAULT_PERIOD_DAYS = 30
 FILTER_NAMES = ("store", "status", "template", "since", "until")
 REALM = "notifier ops"
@@ -107,8 +108,8 @@ def parse_request(params: Mapping[str, str], *, today: date) -> PageRequest:
     if "since" not in params and "until" not in params:
         since, until = today - timedelta(days=DEFAULT_PERIOD_DAYS - 1), today
     page_text = params.get("page", "1").strip() or "1"
-    if not page_text.isdigit() or int(page_text) < 1:
-        raise ValueError(f"page: expected a positive whole number, got {page_text!r}")
+    if not page_text.isdigit() or not 1 <= int(page_text) <= MAX_PAGE:
+        raise ValueError(f"page: expected a whole number from 1 to {MAX_PAGE:,}, got {page_text!r}")
     where = MessageFilter(
         store=params.get("store") or None,
         status=params.get("status") or None,

@@ -66,6 +66,17 @@ def test_costs_refuses_a_database_that_was_never_migrated(
     assert "notifier db upgrade" in capsys.readouterr().err
 
 
+def test_an_unsupported_database_url_is_one_line_not_a_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A MySQL URL (its driver is not even installed) is refused naming what is supported."""
+    assert main(["costs", "--database-url", "mysql://ops:pw@db/shop"], environ={}) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "unsupported database 'mysql'" in err
+    assert "pw" not in err
+
+
 @pytest.mark.slow
 def test_demo_notifies_every_scripted_change_and_costs_read_its_database(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]

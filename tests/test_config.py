@@ -211,6 +211,22 @@ def test_no_stores_is_a_problem() -> None:
     assert problems_of(text) == ["stores: at least one [[stores]] table is required"]
 
 
+def test_two_stores_on_one_wix_site_are_refused() -> None:
+    """Two stores polling one site would notify each customer twice (dedupe is per store)."""
+    text = MINIMAL + '\n[[stores]]\nname = "copy"\nsite_id = "site-guid"\n'
+    assert problems_of(text) == ["stores[1].site_id: store 'main' already polls site site-guid"]
+
+
+def test_store_names_that_share_a_key_variable_are_refused() -> None:
+    """'india-main' and 'india_main' would both read NOTIFIER_WIX_API_KEY_INDIA_MAIN."""
+    text = MINIMAL.replace('name = "main"', 'name = "india-main"')
+    text += '\n[[stores]]\nname = "india_main"\nsite_id = "other-site"\n'
+    assert problems_of(text) == [
+        "stores[1].name: stores 'india-main' and 'india_main' both read "
+        "NOTIFIER_WIX_API_KEY_INDIA_MAIN"
+    ]
+
+
 def test_wrong_section_type_is_reported() -> None:
     """A section written as a value instead of a table is a problem, not a crash."""
     problems = problems_of('web = "localhost"\n' + MINIMAL)

@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -204,3 +205,29 @@ def test_table_and_csv_render_every_grouping(
     assert main(["costs", "--database-url", url, "--messages"], environ={}) == 0
     lines = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert len(lines) == len(LEDGER)
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--messages", "--format", "json"], "--messages writes CSV"),
+        (["--since", "2026-06-05", "--until", "2026-06-01"], "is after --until"),
+    ],
+)
+def test_contradictory_flags_are_refused_before_reading_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], says: str
+) -> None:
+    """Flags that cannot all hold get one clear line and exit 2 (they printed CSV, or an empty
+    report, as if nothing were wrong); the database is not even opened, so none is created."""
+    url = f"sqlite:///{tmp_path / 'never.db'}"
+    assert main(["costs", "--database-url", url, *flags], environ={}) == 2
+    assert says in capsys.readouterr().err
+    assert not (tmp_path / "never.db").exists()
+
+
+def test_a_malformed_day_names_the_flag_and_the_format(capsys: pytest.CaptureFixture[str]) -> None:
+    """--since 2026-13-01 says which flag and what shape a day has, not Python's parser jargon."""
+    with pytest.raises(SystemExit) as exited:
+        main(["costs", "--since", "2026-13-01"], environ={})
+    assert exited.value.code == 2
+    assert "--since: expected a day as YYYY-MM-DD, got '2026-13-01'" in capsys.readouterr().err

@@ -21,14 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from notifier.bootstrap import utc_now
 from notifier.sandbox.harness import Sandboxes, free_port, start_sandboxes
 from notifier.store import orders
 from notifier.store.engine import make_engine
 from notifier.store.migrate import upgrade
-from notifier.store.tables import messages
+from notifier.store.tables import messages, replicas, store_state
 
 # CI runs the issue's 200 kills; a laptop run keeps `make test` short unless asked for more.
 KILLS = int(os.environ.get("NOTIFIER_CRASH_KILLS", "200" if os.environ.get("CI") else "30"))
@@ -117,10 +117,16 @@ class _Daemon:
             )
 
     def kill(self) -> None:
-        if self._process is not None:
-            self._process.send_signal(signal.SIGKILL)
-            self._process.wait(10)
-            self._process = None
+        self.stop(signal.SIGKILL)
+
+    def stop(self, signum: int) -> int | None:
+        """Send ``signum`` and wait for the exit; returns the exit code (None: not running)."""
+        if self._process is None:
+            return None
+        self._process.send_signal(signum)
+        code = self._process.wait(30)
+        self._process = None
+        return code
 
 
 class _Customers:
@@ -262,3 +268,25 @@ def test_random_kills_lose_and_duplicate_nothing(
     assert lost == set()
     assert duplicated == {}
     assert set(sends) == customers.expected
+
+
+def _lease_owner(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        query = select(store_state.c.lease_owner).where(store_state.c.store == STORE)
+        return conn.execute(query).scalar()
+
+
+def test_sigterm_hands_the_store_over_at_once(
+    crash_world: tuple[Sandboxes, Engine, _Daemon],
+) -> None:
+    """`notifier run` stopped by SIGTERM (`docker stop`) exits 0 after releasing its store lease
+    and its replicas row, so another replica polls the store at once (uvicorn re-raised the
+    signal after its shutdown and the process died before releasing them)."""
+    _, engine, daemon = crash_world
+    daemon.start()
+    held = _wait(lambda: _baseline_done(engine) and _lease_owner(engine) is not None, 30)
+    assert held, "the daemon never took its store's lease"
+    assert daemon.stop(signal.SIGTERM) == 0
+    assert _lease_owner(engine) is None
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(replicas)).scalar_one() == 0

@@ -416,11 +416,15 @@ def test_paging_shows_100_newest_first_then_the_rest(
 
 
 def test_bad_query_parameters_are_400(ops: httpx.Client) -> None:
-    """A malformed date or page is refused with a message naming the parameter."""
+    """A malformed date, or a page that is negative or absurdly far, is refused with a message
+    naming the parameter."""
     assert ops.get("/ops", params={"since": "yesterday"}).status_code == 400
     answer = ops.get("/ops/messages.csv", params={"page": "-1"})
     assert answer.status_code == 400
     assert "page" in answer.text
+    huge = ops.get("/ops", params={"page": "9" * 23})  # overflowed SQLite's INTEGER: was a 500
+    assert huge.status_code == 400
+    assert "page" in huge.text
 
 
 def test_default_period_is_the_last_30_days_and_empty_dates_mean_unbounded() -> None:
