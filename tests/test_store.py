@@ -10,8 +10,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import Connection, Engine, text
 
-from notifier.domain import Price, Snapshot
-from notifier.store import inbox, ledger, orders, outbox
+from notifier.domain import Price, Snapshot, TemplateInfo
+from notifier.store import inbox, ledger, orders, outbox, registry
 from notifier.store.engine import begin_promptly
 from notifier.store.migrate import (
     DatabaseNotAtHeadError,
@@ -261,3 +261,37 @@ def test_begin_promptly_rolls_back_when_the_block_raises(engine: Engine) -> None
         write_then_fail()
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM webhook_receipts")).scalar_one() == 0
+
+
+def test_replicas_refreshing_templates_at_once_do_not_collide(engine: Engine) -> None:
+    """Two replicas starting together both replace the stored templates: the second waits for the
+    first and succeeds (on PostgreSQL it hit the first one's rows and the daemon died at start),
+    and a template gone from the account is gone from the table."""
+    old = TemplateInfo("order_old", "en", "APPROVED", "UTILITY")
+    infos = [
+        TemplateInfo("order_shipped", "en", "APPROVED", "UTILITY", body_param_count=3),
+        TemplateInfo("order_shipped", "hi", "APPROVED", "UTILITY", body_param_count=3),
+    ]
+    with engine.begin() as conn:
+        registry.replace_templates(conn, [old], now=NOW)
+    first = engine.connect()
+    first.begin()
+    registry.replace_templates(first, infos, now=NOW)
+    errors: list[Exception] = []
+
+    def second() -> None:
+        try:
+            with engine.begin() as conn:
+                registry.replace_templates(conn, infos, now=NOW)
+        except Exception as exc:  # the assertion below reports it
+            errors.append(exc)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    time.sleep(0.3)  # the second replica is now waiting on the first one's transaction
+    first.commit()
+    first.close()
+    thread.join(30)
+    assert errors == []
+    with engine.connect() as conn:
+        assert set(registry.load_templates(conn)) == {(t.name, t.language) for t in infos}

@@ -6,10 +6,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, delete, select, tuple_, update
 
 from notifier.domain import TemplateInfo
-from notifier.store.dialect import insert_ignoring_duplicates
+from notifier.store.dialect import insert_ignoring_duplicates, upsert
 from notifier.store.tables import alerts, templates
 
 
@@ -28,9 +28,14 @@ def replace_templates(conn: Connection, infos: Iterable[TemplateInfo], *, now: d
         }
         for t in infos
     ]
-    conn.execute(delete(templates))
-    if rows:
-        conn.execute(templates.insert(), rows)
+    # Not delete-all-then-insert: replicas starting together refresh at once, and on PostgreSQL
+    # the second insert hit the first one's rows (a unique violation that stopped the daemon).
+    kept = [(row["name"], row["language"]) for row in rows]
+    gone = delete(templates)
+    if kept:
+        gone = gone.where(tuple_(templates.c.name, templates.c.language).not_in(kept))
+    conn.execute(gone)
+    upsert(conn, templates, rows, ["name", "language"])
 
 
 def update_template(
