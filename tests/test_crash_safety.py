@@ -47,10 +47,11 @@ SECRETS = {
 }
 
 
-def _order(index: int) -> dict[str, Any]:
+def tea_order(order_id: str, number: str, phone: str) -> dict[str, Any]:
+    """A small unpaid, unshipped order (one Masala Tea, ₹499) for the daemon-process tests."""
     return {
-        "id": str(uuid.UUID(int=index + 1)),
-        "number": str(20000 + index),
+        "id": order_id,
+        "number": number,
         "status": "APPROVED",
         "paymentStatus": "NOT_PAID",
         "fulfillmentStatus": "NOT_FULFILLED",
@@ -59,10 +60,14 @@ def _order(index: int) -> dict[str, Any]:
         "priceSummary": {"total": {"amount": "499.00", "currency": "INR"}},
         "billingInfo": {
             "address": {"country": "IN"},
-            "contactDetails": {"firstName": "Asha", "phone": f"+91 98765 {index:05d}"},
+            "contactDetails": {"firstName": "Asha", "phone": phone},
         },
         "lineItems": [{"productName": {"original": "Masala Tea"}, "quantity": 1}],
     }
+
+
+def _order(index: int) -> dict[str, Any]:
+    return tea_order(str(uuid.UUID(int=index + 1)), str(20000 + index), f"+91 98765 {index:05d}")
 
 
 def _config(path: Path, boxes: Sandboxes, database_url: str, port: int) -> Path:

@@ -42,6 +42,7 @@ from notifier.store.migrate import upgrade
 from notifier.store.tables import messages, order_snapshots, poll_runs, store_state
 from notifier.wix_parse import parse_datetime
 from tests.conftest import POSTGRES_URL, drop_schema, new_database_url
+from tests.test_crash_safety import tea_order
 
 REPLICAS = 3
 STORES = 20
@@ -67,24 +68,7 @@ def order_id(store: int, index: int) -> str:
 
 
 def _order(store: int, index: int) -> dict[str, Any]:
-    return {
-        "id": order_id(store, index),
-        "number": str(10001 + index),
-        "status": "APPROVED",
-        "paymentStatus": "NOT_PAID",
-        "fulfillmentStatus": "NOT_FULFILLED",
-        "currency": "INR",
-        "buyerLanguage": "en",
-        "priceSummary": {"total": {"amount": "499.00", "currency": "INR"}},
-        "billingInfo": {
-            "address": {"country": "IN"},
-            "contactDetails": {
-                "firstName": "Asha",
-                "phone": f"+91 98{store:03d} {index:05d}",
-            },
-        },
-        "lineItems": [{"productName": {"original": "Masala Tea"}, "quantity": 1}],
-    }
+    return tea_order(order_id(store, index), str(10001 + index), f"+91 98{store:03d} {index:05d}")
 
 
 class SiteRouter:
